@@ -1,0 +1,28 @@
+"""The few names that differ between MicroPython, CircuitPython and CPython.
+
+The driver runs on MicroPython first; CircuitPython lacks the ``ticks_*``
+functions and CPython (the host tests) lacks ``micropython.const`` as well.
+Everything else the driver uses is common to all three.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(value):
+        return value
+
+
+try:
+    from time import ticks_add, ticks_diff, ticks_ms
+except ImportError:  # CPython and CircuitPython: a monotonic clock that never wraps
+    from time import monotonic_ns
+
+    def ticks_ms():
+        return monotonic_ns() // 1000000
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def ticks_add(a, b):
+        return a + b

@@ -1,0 +1,390 @@
+"""The AT engine: one reader task owns the UART, one command is in flight.
+
+The module never stops talking: frames and events for any socket can land
+between a command and its final line, even inside the SSEND prompt (protocol
+reference 4.7). So nothing here waits for "the next line". The reader task
+feeds every byte to the parser; the parser calls back ``line``, ``frame``
+and ``error``; the engine routes each to where it belongs:
+
+* payload goes straight into its socket's ring (``frame``);
+* socket events change the socket table at once, and their delivery to the
+  application (``on_event``) is parked while a transaction is open, then
+  replayed in arrival order when it ends;
+* the final line of the open transaction (``[OK]``, ``[ERROR...]``, and for
+  SSEND ``[TCP Send Error]``) ends it; nothing else does.
+
+A command caller waits on an ``asyncio.Event`` that the reader sets when its
+transaction moves, with the command's own timeout.
+"""
+
+import asyncio
+
+from . import parser as P
+from .compat import ticks_add, ticks_diff, ticks_ms
+from .ring import Ring
+from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, Socket
+
+EIO = 5
+EINVAL = 22
+ETIMEDOUT = 110
+ECONNREFUSED = 111
+
+_SOCKET_EVENTS = (P.CONNECT, P.DISCONNECT, P.LISTEN)
+_WIFI_EVENTS = (P.LINK_UP, P.LINK_DOWN, P.JOIN, P.IP_ADDR, P.GATEWAY)
+
+
+class _Transaction:
+    """One AT command on the wire, and what has come back for it so far."""
+
+    def __init__(self, cmd, prompt=None, claim=False):
+        self.cmd = cmd  # the command line without CR (its echo is ignored)
+        self.lines = []  # information lines: WSTAT/SMGMT/FDNS output
+        self.final = -1  # the kind of the terminal line, once seen
+        self.text = b""  # the terminal line itself
+        self.prompt = prompt  # SSEND: the (sid, len) prompt awaited; True once seen
+        self.claim = claim  # SCON client: the first [CONNECT n]/[DISCONNECT n] of a free id is ours
+        self.claimed = None  # (kind, sid) once claimed
+        self.error = None  # OSError to raise in the waiter (module reset)
+
+
+class Engine:
+    """Drives one module over ``transport`` (``async readinto(buf)``, ``async write(buf)``)."""
+
+    def __init__(self, transport, rx_size=4096, max_line=256, socket_rx=2048, stall_ms=5000):
+        self.transport = transport
+        self.parser = P.Parser(self, rx_size, max_line)
+        self.table = [None] * 8  # sid -> Socket, as the module sees it now
+        self.socket_rx = socket_rx
+        self.stall_ms = stall_ms  # a full socket ring may hold the UART this long
+        self.on_event = None  # callable(kind, arg): app-visible events, in order
+        self.server_port = 0  # local port of the last TSN; the listener migrates with it
+        self.wifi = {"state": "down", "ip": "", "gateway": "", "ssid": ""}
+        self.counters = {
+            "commands": 0, "timeouts": 0, "frames": 0, "rx_bytes": 0, "tx_bytes": 0,
+            "ssend": 0, "send_errors": 0, "stray": 0, "resets": 0, "overflow": 0,
+            "discarded": 0, "adopted": 0,
+        }  # fmt: skip
+        self.tx = None
+        self.pending = []
+        self._lock = asyncio.Lock()
+        self._moved = asyncio.Event()  # the open transaction made progress
+        self._room = asyncio.Event()  # a socket ring has free space again
+        self._rings = []  # receive rings of released sockets, for reuse
+        self._resync = False
+        self._task = None
+
+    # --- life cycle ---------------------------------------------------------
+
+    def start(self):
+        if self._task is None:
+            self._task = asyncio.create_task(self._reader())
+        return self._task
+
+    def stop(self):
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _reader(self):
+        parser = self.parser
+        rx = parser.rx
+        readinto = self.transport.readinto
+        try:
+            while True:
+                if parser.parse():
+                    rx.commit(await readinto(rx.space()))
+                else:
+                    await self._wait_room()
+        except Exception as e:  # the transport failed, or the heap ran out: no waiter may hang
+            self._fail_all(e.args[0] if isinstance(e, OSError) and e.args else EIO)
+            raise
+
+    async def _wait_room(self):
+        """A socket ring is full mid-frame: hold the UART (RTS) until the app reads."""
+        self._room.clear()
+        try:
+            await asyncio.wait_for(self._room.wait(), self.stall_ms / 1000)
+        except asyncio.TimeoutError:
+            # The app stopped reading. Better one socket lost with a reported error
+            # than every socket, and every transaction, stuck behind it.
+            sock = self.parser._target
+            self.counters["overflow"] += 1
+            self.counters["discarded"] += self.parser.abandon(sock)
+            self._end_socket(sock, ENOBUFS)
+
+    def room(self):
+        self._room.set()
+
+    # --- commands -----------------------------------------------------------
+
+    async def command(self, cmd, timeout_ms=5000):
+        """Run one AT command; return its information lines; raise OSError on error."""
+        async with self._lock:
+            tx = _Transaction(cmd)
+            await self._run(tx, timeout_ms)
+            return tx.lines
+
+    async def open_socket(self, kind, host="", port=0, local_port=0, timeout_ms=8000):
+        """AT+SCON: a TCP client, a UDP socket or a TCP server. Returns its ``Socket``."""
+        if kind == LISTENER:
+            args = b"O,TSN,,,%d,0" % local_port
+        else:
+            typ = b"TCN" if kind == TCP else (b"UCN" if host else b"USN")
+            args = b"O,%s,%s,%s,%d,0" % (typ, host.encode(), (b"%d" % port) if port else b"", local_port)
+        async with self._lock:
+            tx = _Transaction(b"AT+SCON=" + args, claim=kind != LISTENER)
+            tx.kind = kind
+            await self._run(tx, timeout_ms)
+            if kind == LISTENER:
+                # No event names the id (unless [LISTEN n] came): the module took the lowest free one.
+                self.server_port = local_port
+                sid = self._lowest_free()
+                if sid < 0:
+                    raise OSError(EIO, "no free socket")
+                self._listen(sid)
+                return self.table[sid]
+            event, sid = tx.claimed
+            if event == P.DISCONNECT:
+                raise OSError(ECONNREFUSED, "connect failed")
+            sock = self.table[sid]
+            if port:
+                sock.peer = (host, port)
+            return sock
+
+    async def ssend(self, sid, data, ip="", port=0):
+        """AT+SSEND: send ``data`` (at most a few KB) on ``sid``, the whole transaction."""
+        n = len(data)
+        if ip:
+            cmd = b"AT+SSEND=%d,%s,%d,%d" % (sid, ip.encode(), port, n)
+        else:
+            cmd = b"AT+SSEND=%d,,,%d" % (sid, n)
+        async with self._lock:
+            tx = _Transaction(cmd, prompt=(sid, n))
+            # The prompt may sit behind a frame for a socket whose reader is slow:
+            # outlast the stall limit, which frees the UART by dropping that socket.
+            await self._run(tx, self.stall_ms + 2000, data)
+            self.counters["ssend"] += 1
+            self.counters["tx_bytes"] += n
+            sock = self.table[sid]
+            if sock is not None:
+                sock.tx_bytes += n
+
+    async def _run(self, tx, timeout_ms, payload=None):
+        """Put ``tx`` on the wire and wait for its end. The lock is held."""
+        if self._resync:
+            self._resync = False
+            await self._run(_Transaction(b"AT"), 1000)
+        self.tx = tx
+        self.counters["commands"] += 1
+        try:
+            await self.transport.write(tx.cmd + b"\r")
+            if payload is not None:
+                # Never send the payload unless the module asked for it: after a
+                # rejection it would be parsed as command text (reference 4.3).
+                await self._wait(tx, timeout_ms, True)
+                if tx.final < 0:
+                    await self.transport.write(payload)
+                    await self._wait(tx, len(payload) + 10000)
+            else:
+                await self._wait(tx, timeout_ms)
+            if tx.final != P.OK:
+                if tx.final == P.SEND_ERROR:
+                    self.counters["send_errors"] += 1
+                raise OSError(_errno(tx), tx.text.decode())
+        finally:
+            self.tx = None
+            self._flush()
+
+    async def _wait(self, tx, timeout_ms, for_prompt=False):
+        deadline = ticks_add(ticks_ms(), timeout_ms)
+        while True:
+            if tx.error is not None:
+                raise tx.error
+            if tx.final >= 0 and (not tx.claim or tx.claimed or tx.final != P.OK):
+                return
+            if for_prompt and tx.prompt is True:
+                return
+            left = ticks_diff(deadline, ticks_ms())
+            if left <= 0:
+                self.counters["timeouts"] += 1
+                self._resync = True
+                raise OSError(ETIMEDOUT, tx.cmd.decode())
+            self._moved.clear()
+            try:
+                await asyncio.wait_for(self._moved.wait(), left / 1000)
+            except asyncio.TimeoutError:
+                pass
+
+    # --- parser sink --------------------------------------------------------
+
+    def line(self, kind, arg, text):
+        tx = self.tx
+        if kind == P.INFO:
+            if tx is not None and text != tx.cmd:  # the echo, while echo is still on
+                tx.lines.append(text)
+            return
+        if kind == P.OK or kind == P.ERROR or (kind == P.SEND_ERROR and tx is not None and tx.prompt is True):
+            if tx is not None and tx.final < 0:
+                tx.final = kind
+                tx.text = text
+                self._moved.set()
+            else:
+                self.counters["stray"] += 1
+            return
+        if kind == P.PROMPT:
+            if tx is not None and tx.prompt == arg:
+                tx.prompt = True
+                self._moved.set()
+            else:
+                self.counters["stray"] += 1
+            return
+        if kind in _SOCKET_EVENTS:
+            self._socket_event(kind, arg)
+        elif kind in _WIFI_EVENTS:
+            self._wifi_event(kind, arg, text)
+        elif kind == P.RESET or kind == P.BANNER:
+            self._module_reset()
+            self._deliver(kind, text)
+        else:  # an unknown bracketed line or [TCP Send Error] outside an SSEND
+            self._deliver(kind, text)
+
+    def frame(self, sid, length):
+        self.counters["frames"] += 1
+        sock = self.table[sid]
+        if sock is None or sock.kind == LISTENER:
+            # Data proves the socket is open although we never saw it connect
+            # (the driver started after the module). Adopt it as a connection.
+            self.counters["adopted"] += 1
+            sock = self._new_socket(sid, ACCEPTED, self.server_port)
+            self._deliver(P.CONNECT, sid)
+        if sock.datagrams is not None:
+            sock.datagram(length, self.parser.frame_peer())
+        elif sock.peer is None:
+            sock.peer = self.parser.frame_peer()
+        return sock
+
+    def error(self, code, text):
+        pass  # counted by the parser (parser.errors); nothing to undo here
+
+    # --- state --------------------------------------------------------------
+
+    def _socket_event(self, kind, sid):
+        tx = self.tx
+        sock = self.table[sid]
+        if tx is not None and tx.claim and tx.claimed is None and kind != P.LISTEN and sock is None:
+            # The SCON in flight opened this id: the result is the command's, not an event.
+            tx.claimed = (kind, sid)
+            if kind == P.CONNECT:
+                self._new_socket(sid, tx.kind)
+            self._moved.set()
+            return
+        if kind == P.CONNECT:
+            if sock is not None and sock.kind != LISTENER:
+                self.counters["stray"] += 1  # already open: nothing changes
+                return
+            self._new_socket(sid, ACCEPTED, self.server_port)
+        elif kind == P.DISCONNECT:
+            if sock is None:
+                self.counters["stray"] += 1
+                return
+            self._end_socket(sock, 0)
+        else:
+            self._listen(sid)
+        self._deliver(kind, sid)
+
+    def _listen(self, sid):
+        for i, sock in enumerate(self.table):
+            if sock is not None and sock.kind == LISTENER and i != sid:
+                self.table[i] = None  # the one listener has moved
+        if self.table[sid] is None:
+            self.table[sid] = Socket(self, sid, LISTENER, self.server_port)
+
+    def _wifi_event(self, kind, arg, text):
+        wifi = self.wifi
+        if kind == P.LINK_UP:
+            wifi["state"] = "up"
+        elif kind == P.LINK_DOWN:
+            wifi["state"] = "down"
+            wifi["ip"] = wifi["gateway"] = ""
+        elif kind == P.IP_ADDR:
+            wifi["ip"] = arg
+        elif kind == P.GATEWAY:
+            wifi["gateway"] = arg
+        if self.tx is not None and kind == P.JOIN:
+            self.tx.lines.append(text)
+        self._deliver(kind, arg)
+
+    def _module_reset(self):
+        """Banner or [Reset Event]: every socket is gone and every waiter fails."""
+        self.counters["resets"] += 1
+        self.wifi["state"] = "down"
+        self.wifi["ip"] = self.wifi["gateway"] = ""
+        self._fail_all(ECONNRESET)
+
+    def _fail_all(self, errno):
+        for sock in self.table:
+            if sock is not None:
+                self._end_socket(sock, errno)
+        tx = self.tx
+        if tx is not None and tx.error is None:
+            tx.error = OSError(errno, "module reset")
+            self._moved.set()
+        self._room.set()
+
+    def _new_socket(self, sid, kind, local_port=0):
+        ring = self._rings.pop() if self._rings else Ring(self.socket_rx)
+        ring.clear()
+        sock = Socket(self, sid, kind, local_port, ring)
+        self.table[sid] = sock
+        return sock
+
+    def _end_socket(self, sock, errno):
+        if self.table[sock.sid] is sock:
+            self.table[sock.sid] = None
+        sock.ended(errno)
+
+    def forget(self, sock):
+        """The app released ``sock``: stop writing into its ring and keep the ring for reuse."""
+        self.counters["discarded"] += self.parser.abandon(sock)
+        if self.table[sock.sid] is sock:
+            self.table[sock.sid] = None
+        self._rings.append(sock.rx)
+        self._room.set()
+
+    def _lowest_free(self):
+        for sid, sock in enumerate(self.table):
+            if sock is None:
+                return sid
+        return -1
+
+    # --- delivery -----------------------------------------------------------
+
+    def _deliver(self, kind, arg):
+        if self.tx is not None:
+            self.pending.append((kind, arg))
+        elif self.on_event is not None:
+            self.on_event(kind, arg)
+
+    def _flush(self):
+        pending = self.pending
+        while pending:
+            kind, arg = pending.pop(0)
+            if self.on_event is not None:
+                self.on_event(kind, arg)
+
+    def stats(self):
+        """Counters for the status page: the engine's and the parser's rejections."""
+        stats = dict(self.counters)
+        for name, count in zip(P.ERROR_NAMES, self.parser.errors):
+            stats[name] = count
+        return stats
+
+
+def _errno(tx):
+    """An OSError number for a failed transaction, from its terminal line."""
+    text = tx.text
+    if tx.final == P.ERROR and tx.prompt is not None and tx.prompt is not True:
+        return ECONNRESET  # SSEND refused before the prompt: the socket is closed
+    if b"INVALID" in text:
+        return EINVAL
+    return EIO

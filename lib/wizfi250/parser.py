@@ -1,0 +1,368 @@
+"""Sans-IO parser for WizFi250 output: bytes in, lines and data frames out.
+
+The module interleaves three things on one UART (protocol reference 1.3-4.7):
+CRLF-terminated lines (responses, events, command output), and data frames
+``{sid,ip,port,len}`` + ``len`` raw bytes + CRLF. A frame can start at any
+byte position, even in the middle of another line or between the two halves
+of the SSEND prompt, so this parser looks for ``{`` before it looks for the
+end of a line. A payload is consumed by count and handed straight to the
+socket's buffer: the line machinery never sees it, so a payload may contain
+anything (``[OK]``, ``{``, CR, NUL).
+
+The parser never drops input unreported. A ``{`` that does not start a valid
+header is kept as line text; an overlong line is cut, reported and skipped
+up to its end; a frame without its CRLF trailer is reported and parsing
+resumes at the next byte. Every such case is counted in ``errors``.
+
+The sink receives (all calls synchronous, from ``parse``):
+
+``sink.line(kind, arg, text)``
+    one complete line: ``kind`` is one of the constants below, ``text`` the
+    line as ``bytes`` (without CR LF); ``arg`` is the socket id for socket
+    events, ``(sid, len)`` for PROMPT, the address (``str``) for
+    IP_ADDR/GATEWAY and ``None`` otherwise.
+``sink.frame(sid, length)``
+    a frame header; returns the object that takes the payload through
+    ``write(mv, start, end) -> accepted``. Accepting fewer bytes than offered
+    pauses parsing (``parse`` returns False) until the caller makes room and
+    calls ``parse`` again: that is the back-pressure path. During this call
+    ``frame_peer()`` gives the header's address.
+``sink.error(code, text)``
+    something malformed was seen (already counted).
+"""
+
+from .compat import const
+from .ring import Ring
+
+# Line kinds.
+INFO = const(0)  # command output: WSTAT/SMGMT rows, FDNS result, echo, ...
+OK = const(1)
+ERROR = const(2)  # every [ERROR...] form; the text tells which
+SEND_ERROR = const(3)  # [TCP Send Error]: SSEND's final line, or an event
+PROMPT = const(4)  # SSEND prompt [sid,,,len]: the module waits for the payload
+CONNECT = const(5)
+DISCONNECT = const(6)
+LISTEN = const(7)
+LINK_UP = const(8)
+LINK_DOWN = const(9)
+RESET = const(10)  # [Reset Event]
+BANNER = const(11)  # WizFi250 Version ... : the module has just (re)started
+JOIN = const(12)  # Joining / Successfully joined / Failed to join
+IP_ADDR = const(13)
+GATEWAY = const(14)
+UNKNOWN = const(15)  # a bracketed line this driver does not know
+
+KIND_NAMES = (
+    "INFO", "OK", "ERROR", "SEND_ERROR", "PROMPT", "CONNECT", "DISCONNECT", "LISTEN",
+    "LINK_UP", "LINK_DOWN", "RESET", "BANNER", "JOIN", "IP_ADDR", "GATEWAY", "UNKNOWN",
+)  # fmt: skip
+
+# Error codes, indexes into Parser.errors.
+BAD_HEADER = const(0)  # a '{' that looked like a frame header but was not one
+OVERLONG = const(1)  # a line longer than max_line
+BAD_TRAILER = const(2)  # a payload not followed by CR LF
+UNKNOWN_LINE = const(3)  # an unknown bracketed line (delivered as UNKNOWN too)
+
+ERROR_NAMES = ("bad_header", "overlong", "bad_trailer", "unknown_line")
+
+# '{7,255.255.255.255,65535,16384}' is 31 bytes: a '}' must come within 32.
+_HDR_MAX = const(32)
+# No frame is longer than a TLS record; a bigger len means a corrupt header.
+MAX_FRAME = const(16384)
+
+_EVENTS = (
+    (b"[CONNECT ", CONNECT),
+    (b"[DISCONNECT ", DISCONNECT),
+    (b"[LISTEN ", LISTEN),
+)
+_FIXED = {
+    b"[OK]": OK,
+    b"[TCP Send Error]": SEND_ERROR,
+    b"[Link-Up Event]": LINK_UP,
+    b"[Link-Down Event]": LINK_DOWN,
+    b"[Reset Event]": RESET,
+}
+_JOIN_PREFIXES = (b"Joining", b"Successfully joined", b"Failed to join")
+
+
+class _Discard:
+    """Payload sink for frames nobody claims: take everything (counted by the caller)."""
+
+    @staticmethod
+    def write(mv, start, end):
+        return end - start
+
+
+DISCARD = _Discard()
+
+
+class Parser:
+    def __init__(self, sink, size=4096, max_line=256):
+        self.rx = Ring(size)  # the UART receive buffer: fill it with rx.space()/rx.commit()
+        self.sink = sink
+        self.max_line = max_line
+        self.errors = [0, 0, 0, 0]
+        self._part = b""  # start of a line that a frame interrupted (rare)
+        self._skip = False  # dropping the rest of an overlong line
+        self._left = 0  # payload bytes still to come
+        self._target = DISCARD  # where they go
+        self._trailer = 0  # trailer bytes still to come (2: CR LF, 1: LF)
+        self._prompt_tail = False  # a prompt was split by an event; its ']' is pending
+        self._hs = self._he = 0  # header of the frame being announced, for frame_peer()
+
+    def reset(self):
+        """Forget everything buffered and half-parsed (after a UART re-open)."""
+        self.rx.clear()
+        self._part = b""
+        self._skip = self._prompt_tail = False
+        self._left = self._trailer = 0
+        self._target = DISCARD
+
+    def abandon(self, target):
+        """Route the rest of ``target``'s payload nowhere; returns the bytes it will lose."""
+        if self._target is not target:
+            return 0
+        self._target = DISCARD
+        return self._left
+
+    def in_frame(self):
+        """True while a payload or its trailer is still expected."""
+        return bool(self._left or self._trailer)
+
+    def feed(self, data):
+        """Copy ``data`` in and parse it (tests, replay). Returns bytes taken."""
+        taken = 0
+        n = len(data)
+        while taken < n:
+            space = self.rx.space()
+            k = min(len(space), n - taken)
+            if not k:
+                break
+            space[:k] = data[taken : taken + k]
+            self.rx.commit(k)
+            taken += k
+            if not self.parse():
+                break
+        return taken
+
+    def parse(self):
+        """Consume the buffered bytes. Returns False if a payload target is full."""
+        rx = self.rx
+        buf = rx.buf
+        mv = rx.mv
+        head = rx.head
+        tail = rx.tail
+        while head < tail:
+            left = self._left
+            if left:
+                n = tail - head
+                if n > left:
+                    n = left
+                took = self._target.write(mv, head, head + n)
+                head += took
+                left -= took
+                self._left = left
+                if not left:
+                    self._trailer = 2
+                elif took < n:
+                    rx.head = head
+                    return False
+                continue
+            if self._trailer:
+                if tail - head >= 2 and buf[head] == 13 and buf[head + 1] == 10:
+                    head += 2
+                    self._trailer = 0
+                    continue
+                c = buf[head]
+                if c == 13 and self._trailer == 2:
+                    self._trailer = 1
+                    head += 1
+                    continue
+                self._trailer = 0
+                if c != 10:
+                    self._error(BAD_TRAILER, buf[head : min(tail, head + 16)])
+                    continue
+                head += 1
+                continue
+            # Line mode. A frame can start anywhere, so look for '{' first.
+            if buf[head] == 123 and not self._part:  # '{' at a line start
+                h = self._header(head, tail)
+                if h > 0:
+                    head += h
+                    continue
+                if h == 0:
+                    break
+            nl = buf.find(b"\n", head, tail)
+            end = tail if nl < 0 else nl
+            br = buf.find(b"{", head, end)
+            if br >= 0:
+                h = self._header(br, tail) if br > head or self._part else -1
+                if h == 0:
+                    break  # keep the partial line in the buffer until the header is complete
+                self._keep(mv, head, br if h > 0 else br + 1)
+                head = br + h if h > 0 else br + 1
+                continue
+            if nl < 0:
+                if self._skip:
+                    head = tail
+                elif len(self._part) + tail - head > self.max_line:
+                    self._overlong(mv, head, tail)
+                    head = tail
+                break
+            stop = nl - 1 if nl > head and buf[nl - 1] == 13 else nl
+            if self._skip:
+                pass
+            elif self._part:
+                if self._keep(mv, head, stop):
+                    self._end_part()
+            elif stop - head > self.max_line:
+                self._overlong(mv, head, stop)
+            elif stop > head:
+                self._line(bytes(mv[head:stop]))
+            self._skip = False
+            head = nl + 1
+        rx.head = head
+        return True
+
+    def _keep(self, mv, start, end):
+        """Add line text to the interrupted-line store; False if it overflowed."""
+        if self._skip:
+            return False
+        if start < end:
+            if len(self._part) + end - start > self.max_line:
+                self._overlong(mv, start, end)
+                return False
+            self._part += bytes(mv[start:end])
+        return True
+
+    def _end_part(self):
+        line = self._part
+        self._part = b""
+        if line[-1] == 13:  # the CR came before a frame, the LF after it
+            line = line[:-1]
+        if line:
+            self._line(line)
+
+    def _overlong(self, mv, start, end):
+        text = self._part[:16] if self._part else mv[start : min(end, start + 16)]
+        self._part = b""
+        self._skip = True
+        self._error(OVERLONG, text)
+
+    def _error(self, code, text):
+        self.errors[code] += 1
+        self.sink.error(code, bytes(text))
+
+    def _header(self, i, tail):
+        """Parse the header at ``buf[i] == '{'``: its length, 0 if incomplete, -1 if bad."""
+        buf = self.rx.buf
+        end = buf.find(b"}", i + 1, min(tail, i + _HDR_MAX))
+        if end < 0:
+            if tail - i < _HDR_MAX and self._plausible(i, tail):
+                return 0
+            return self._bad(i, tail)
+        sid = buf[i + 1] - 48
+        if sid < 0 or sid > 7 or buf[i + 2] != 44:
+            return self._bad(i, end + 1)
+        c2 = buf.find(b",", i + 3, end)  # ends the address
+        c3 = buf.find(b",", c2 + 1, end)  # ends the port
+        if not 7 <= c2 - i - 3 <= 15 or not 1 <= c3 - c2 - 1 <= 5 or not 1 <= end - c3 - 1 <= 5:
+            return self._bad(i, end + 1)
+        if not 48 <= buf[c3 + 1] <= 57:
+            return self._bad(i, end + 1)
+        try:
+            length = int(buf[c3 + 1 : end])
+        except ValueError:
+            return self._bad(i, end + 1)
+        if length > MAX_FRAME:
+            return self._bad(i, end + 1)
+        self._hs = i
+        self._he = end
+        self._target = self.sink.frame(sid, length)
+        if length:
+            self._left = length
+        else:
+            self._trailer = 2
+        return end - i + 1
+
+    def _plausible(self, i, tail):
+        """Could ``buf[i:tail]`` still grow into a header? (a rare, short path)"""
+        buf = self.rx.buf
+        if i + 1 < tail and not 48 <= buf[i + 1] <= 55:
+            return False
+        if i + 2 < tail and buf[i + 2] != 44:
+            return False
+        for k in range(i + 3, tail):
+            c = buf[k]
+            if not (48 <= c <= 57 or c == 46 or c == 44):
+                return False
+        return True
+
+    def _bad(self, i, end):
+        self._error(BAD_HEADER, self.rx.buf[i:end])
+        return -1
+
+    def frame_peer(self):
+        """(ip, port) of the frame being announced; call from ``sink.frame``."""
+        buf = self.rx.buf
+        c2 = buf.find(b",", self._hs + 3, self._he)
+        c3 = buf.find(b",", c2 + 1, self._he)
+        return bytes(buf[self._hs + 3 : c2]).decode(), int(buf[c2 + 1 : c3])
+
+    def _line(self, line):
+        """Classify one complete, non-empty line and hand it to the sink."""
+        arg = None
+        if line[0] == 91:  # '['
+            kind = _FIXED.get(line)
+            if kind is None:
+                kind, arg = self._bracketed(line)
+            if kind == OK or kind == ERROR:
+                self._prompt_tail = False
+        elif line == b"]" and self._prompt_tail:
+            self._prompt_tail = False  # the second half of a split prompt
+            return
+        elif line.startswith(b"WizFi") and b" Version " in line:
+            kind = BANNER
+        elif line.startswith(_JOIN_PREFIXES):
+            kind = JOIN
+        else:
+            kind = INFO
+            s = line.strip()
+            if s.startswith(b"IP Addr") or s.startswith(b"Gateway"):
+                kind = IP_ADDR if s[0] == 73 else GATEWAY
+                arg = s[s.find(b":") + 1 :].strip().decode()
+        self.sink.line(kind, arg, line)
+
+    def _bracketed(self, line):
+        if line.startswith(b"[ERROR"):
+            return ERROR, None
+        closed = line[-1] == 93  # ']'
+        for prefix, kind in _EVENTS:
+            if line.startswith(prefix) and closed:
+                sid = _hex_id(line[len(prefix) : -1])
+                if sid >= 0:
+                    return kind, sid
+        # The SSEND prompt: [sid,,,len], [sid,ip,port,len] or [sid,,,len,timeout].
+        # An event can split it before its ']'; the ']' then follows on its own line.
+        fields = line[1 : -1 if closed else len(line)].split(b",")
+        if 4 <= len(fields) <= 5:
+            sid = _hex_id(fields[0])
+            size = _decimal(fields[3])
+            if sid >= 0 and size >= 0:
+                self._prompt_tail = not closed
+                return PROMPT, (sid, size)
+        self._error(UNKNOWN_LINE, line[:32])
+        return UNKNOWN, None
+
+
+def _hex_id(text):
+    """A socket id printed with %x (0-7), or -1."""
+    if len(text) == 1 and 48 <= text[0] <= 55:
+        return text[0] - 48
+    return -1
+
+
+def _decimal(text):
+    if not text or len(text) > 9 or not text.isdigit():
+        return -1
+    return int(text)

@@ -1,0 +1,95 @@
+"""Byte pipes to the module. The engine needs two calls from a transport:
+
+``await readinto(buf)``
+    wait until at least one byte is there, copy up to ``len(buf)``, return the count;
+``await write(data)``
+    send all of ``data`` (blocking on RTS/CTS if the UART does flow control).
+
+``StreamTransport`` covers MicroPython: ``machine.UART`` and, on the unix
+port, a pty or tty opened by ``open_device``. ``PollingTransport`` covers
+CircuitPython's ``busio.UART``, which cannot be polled by asyncio.
+"""
+
+import asyncio
+
+
+class StreamTransport:
+    """A pollable stream (``machine.UART``, a non-blocking tty file) under asyncio."""
+
+    def __init__(self, stream):
+        self.stream = asyncio.StreamReader(stream)
+
+    async def readinto(self, buf):
+        while True:
+            n = await self.stream.readinto(buf)
+            if n:
+                return n
+            # None: woken with nothing to read. 0: a tty whose other side is
+            # closed polls as readable for ever; do not spin on it.
+            if n == 0:
+                await asyncio.sleep_ms(10)
+
+    async def write(self, data):
+        self.stream.write(data)
+        await self.stream.drain()
+
+
+class PollingTransport:
+    """CircuitPython ``busio.UART``: poll ``in_waiting``, never block in ``readinto``."""
+
+    def __init__(self, uart, poll_ms=2):
+        self.uart = uart
+        self.poll_s = poll_ms / 1000
+
+    async def readinto(self, buf):
+        uart = self.uart
+        while True:
+            n = uart.in_waiting
+            if n:
+                if n < len(buf):
+                    buf = memoryview(buf)[:n]
+                return uart.readinto(buf) or 0
+            await asyncio.sleep(self.poll_s)
+
+    async def write(self, data):
+        uart = self.uart
+        view = memoryview(data)
+        while view:
+            n = uart.write(view) or 0
+            view = view[n:]
+            if view:
+                await asyncio.sleep(self.poll_s)
+
+
+def machine_uart(uart_id, baud=115200, tx=None, rx=None, rts=None, cts=None, flow=False, rxbuf=2048):
+    """A ``StreamTransport`` over ``machine.UART`` (MicroPython boards)."""
+    from machine import UART, Pin
+
+    kw = {"baudrate": baud, "rxbuf": rxbuf, "timeout": 0}
+    for name, pin in (("tx", tx), ("rx", rx), ("rts", rts), ("cts", cts)):
+        if pin is not None:
+            kw[name] = Pin(pin)
+    if flow:
+        kw["flow"] = UART.RTS | UART.CTS
+    return StreamTransport(UART(uart_id, **kw))
+
+
+def open_device(path, baud=None):
+    """A ``StreamTransport`` over a serial device (the unix port: a pty or a USB adapter).
+
+    The device is set raw with VMIN=0/VTIME=0 so reads never block the event
+    loop: a blocking tty read would stall every task.
+    """
+    import termios
+
+    f = open(path, "r+b")
+    fd = f.fileno()
+    termios.setraw(fd)
+    attrs = termios.tcgetattr(fd)
+    attrs[6][termios.VMIN if hasattr(termios, "VMIN") else 6] = 0
+    attrs[6][termios.VTIME if hasattr(termios, "VTIME") else 5] = 0
+    if baud:
+        speed = getattr(termios, "B%d" % baud)
+        attrs[4] = attrs[5] = speed
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    return StreamTransport(f)

@@ -1,0 +1,239 @@
+"""AT engine tests against a scripted module on a fake UART; CPython and MicroPython.
+
+Collected by ``test_core.py`` for pytest, run by ``mp_runner.py`` under the
+MicroPython unix port. The first test is the failure the users hit.
+"""
+
+import asyncio
+
+from fakeuart import Module, engine_with, eq, run, settle
+from wizfi250 import parser as P
+from wizfi250.sockets import ACCEPTED, LISTENER, TCP, UDP
+
+CUTS = (lambda n: 1, lambda n: 2, lambda n: 3, lambda n: 7, lambda n: n)
+
+
+def read_all(sock):
+    return sock.rx.read()
+
+
+def test_ssend_survives_events_and_frames_for_other_sockets():
+    """The users' failure: everything arriving during SSEND is delivered exactly once, in order."""
+
+    async def main(cut):
+        module = Module(cut)
+        engine, events = engine_with(module)
+        s0 = engine._new_socket(0, TCP)
+        s2 = engine._new_socket(2, ACCEPTED)
+        module.replies[b"AT+SSEND=0,,,5"] = (
+            b"\r\n[CONNECT 1]\r\n[0,,,5" + b"{2,10.0.0.3,6000,7}x[OK]\r\n\r\n" + b"]\r\n"
+        )
+        module.after_payload = (
+            b"{1,10.0.0.2,5001,3}hi{\r\n\r\n[DISCONNECT 2]\r\n{0,10.0.0.9,80,4}echo\r\n[OK]\r\n"
+        )
+        await engine.ssend(0, b"hello")
+        eq(module.payloads, [b"hello"])
+        eq(events, [(P.CONNECT, 1), (P.DISCONNECT, 2)])
+        eq(read_all(s0), b"echo")
+        eq(read_all(s2), b"x[OK]\r\n")
+        assert not s2.open and s0.open
+        eq(read_all(engine.table[1]), b"hi{")
+        eq(engine.table[1].kind, ACCEPTED)
+        eq(engine.counters["stray"], 0)
+        engine.stop()
+
+    for cut in CUTS:
+        run(main(cut))
+
+
+def test_event_between_prompt_halves_does_not_end_ssend():
+    async def main():
+        module = Module(lambda n: 1)
+        engine, events = engine_with(module)
+        engine._new_socket(0, TCP)
+        module.replies[b"AT+SSEND"] = b"[0,,,3\r\n[DISCONNECT 0]\r\n]\r\n"
+        module.after_payload = b"[OK]\r\n"
+        await engine.ssend(0, b"abc")  # the socket closed, but this send was accepted
+        eq(events, [(P.DISCONNECT, 0)])
+        engine.stop()
+
+    run(main())
+
+
+def test_rejected_ssend_never_sends_the_payload():
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module)
+        module.replies[b"AT+SSEND"] = b"[ERROR: INVALID INPUT]\r\n"
+        try:
+            await engine.ssend(5, b"secret")
+            raise AssertionError("no error")
+        except OSError as e:
+            eq(e.args[0], 104)
+        eq(module.payloads, [])
+        eq(bytes(module.uart.written), b"AT+SSEND=5,,,6\r")
+        engine.stop()
+
+    run(main())
+
+
+def test_tcp_send_error_is_the_final_line_of_ssend():
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        engine._new_socket(0, TCP)
+        module.replies[b"AT+SSEND"] = b"[0,,,2]\r\n"
+        module.after_payload = b"\r\n[TCP Send Error]\r\n"
+        try:
+            await engine.ssend(0, b"hi")
+            raise AssertionError("no error")
+        except OSError as e:
+            eq(e.args[0], 5)
+        eq(engine.counters["send_errors"], 1)
+        eq(events, [])
+        engine.stop()
+
+    run(main())
+
+
+def test_scon_connect_before_and_after_ok_and_failed_connect():
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        module.replies[b"AT+SCON=O,UCN"] = b"\r\n[CONNECT 0]\r\n[OK]\r\n"
+        module.replies[b"AT+SCON=O,TCN,10.0.0.2"] = b"[OK]\r\n\r\n[LISTEN 1]\r\n{0,10.0.0.5,9,2}ud\r\n\r\n[CONNECT 2]\r\n"
+        module.replies[b"AT+SCON=O,TCN,10.0.0.9"] = b"[OK]\r\n\r\n[DISCONNECT 3]\r\n"
+        udp = await engine.open_socket(UDP, "10.0.0.5", 9)
+        eq((udp.sid, udp.kind), (0, UDP))
+        engine.server_port = 80
+        tcp = await engine.open_socket(TCP, "10.0.0.2", 5000)
+        eq((tcp.sid, tcp.kind), (2, TCP))
+        eq(engine.table[1].kind, LISTENER)
+        eq(udp.datagrams, [(2, ("10.0.0.5", 9))])
+        try:
+            await engine.open_socket(TCP, "10.0.0.9", 1)
+            raise AssertionError("no error")
+        except OSError as e:
+            eq(e.args[0], 111)
+        eq(events, [(P.LISTEN, 1)])  # the clients' own events are the commands' results
+        engine.stop()
+
+    run(main())
+
+
+def test_listener_accepts_and_migrates():
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n"
+        listener = await engine.open_socket(LISTENER, local_port=80)
+        eq(listener.sid, 0)
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n{0,10.0.0.4,50000,3}GET\r\n\r\n[LISTEN 1]\r\n\r\n[CONNECT 1]\r\n")
+        await settle()
+        eq(events, [(P.CONNECT, 0), (P.LISTEN, 1), (P.CONNECT, 1)])
+        eq((engine.table[0].kind, engine.table[0].local_port, engine.table[0].peer), (ACCEPTED, 80, ("10.0.0.4", 50000)))
+        eq(engine.table[1].kind, ACCEPTED)
+        engine.stop()
+
+    run(main())
+
+
+def test_events_during_a_command_wait_for_its_end():
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        module.replies[b"AT+WSTAT"] = (
+            b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\n\r\n[CONNECT 4]\r\n"
+            b"STA/MyAP/10.0.0.5/10.0.0.1/00:08:DC:11:22:33/31/45\r\n\r\n[DISCONNECT 4]\r\n[OK]\r\n"
+        )
+        seen = []
+        engine.on_event = lambda kind, arg: seen.append((kind, arg, engine.tx is None))
+        lines = await engine.command(b"AT+WSTAT")
+        eq(len(lines), 2)
+        eq(seen, [(P.CONNECT, 4, True), (P.DISCONNECT, 4, True)])
+        engine.stop()
+
+    run(main())
+
+
+def test_timeout_raises_and_resyncs_before_the_next_command():
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module)
+        module.replies[b"AT+MINFO"] = b""  # the module says nothing
+        try:
+            await engine.command(b"AT+MINFO", timeout_ms=50)
+            raise AssertionError("no timeout")
+        except OSError as e:
+            eq(e.args[0], 110)
+        module.replies[b"AT"] = b"[OK]\r\n"
+        await engine.command(b"AT+MECHO=0")
+        eq(module.commands[-2:], [b"AT", b"AT+MECHO=0"])
+        engine.stop()
+
+    run(main())
+
+
+def test_module_reset_fails_the_waiter_and_ends_every_socket():
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        s0 = engine._new_socket(0, TCP)
+        module.replies[b"AT+WJOIN"] = b"Joining : MyAP\r\nWizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n"
+        try:
+            await engine.command(b"AT+WJOIN", timeout_ms=30000)
+            raise AssertionError("no error")
+        except OSError as e:
+            eq(e.args[0], 104)
+        assert not s0.open and s0.error == 104
+        eq(engine.table, [None] * 8)
+        eq(engine.counters["resets"], 1)
+        eq([k for k, a in events], [P.JOIN, P.BANNER])
+        engine.stop()
+
+    run(main())
+
+
+def test_full_socket_ring_holds_the_uart_until_the_app_reads():
+    async def main():
+        module = Module(lambda n: 100)
+        engine, _ = engine_with(module, socket_rx=64)
+        sock = engine._new_socket(0, TCP)
+        body = bytes(range(256)) * 4
+        for i in range(0, len(body), 200):
+            chunk = body[i : i + 200]
+            module.uart.emit(b"{0,10.0.0.1,80,%d}" % len(chunk) + chunk + b"\r\n")
+        module.uart.emit(b"\r\n[DISCONNECT 0]\r\n")
+        got = bytearray()
+        while True:
+            sock.changed.clear()
+            if len(sock.rx):
+                got += sock.rx.read(50)
+                sock.consumed()
+                await asyncio.sleep(0)
+            elif not sock.open:
+                break
+            else:
+                await sock.changed.wait()
+        eq(bytes(got), body)
+        eq(engine.counters["overflow"], 0)
+        engine.stop()
+
+    run(main())
+
+
+def test_reader_that_stops_reading_costs_only_its_own_socket():
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, socket_rx=32, stall_ms=50)
+        stuck = engine._new_socket(0, TCP)
+        other = engine._new_socket(1, TCP)
+        module.uart.emit(b"{0,10.0.0.1,80,100}" + b"s" * 100 + b"\r\n{1,10.0.0.1,81,5}alive\r\n")
+        await asyncio.sleep(0.2)
+        eq(other.rx.read(), b"alive")
+        assert not stuck.open and stuck.error == 105
+        eq(engine.counters["overflow"], 1)
+        eq(engine.counters["discarded"], 68)
+        engine.stop()
+
+    run(main())

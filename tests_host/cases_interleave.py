@@ -1,0 +1,99 @@
+"""Random frames and events during SSEND, through the engine; CPython and MicroPython.
+
+Seeded here so the MicroPython unix port runs it; ``test_properties.py``
+drives ``interleaved_ssend`` from hypothesis under CPython.
+"""
+
+import asyncio
+
+from fakeuart import Module, engine_with, eq, run, settle
+from gen import RandomChooser, Script, cutter
+from wizfi250 import parser as P
+from wizfi250.sockets import TCP
+
+
+def test_random_interleavings_during_ssend_seeded():
+    for seed in range(15):
+        run(interleaved_ssend(RandomChooser(seed)))
+
+
+async def interleaved_ssend(pick):
+    """Random frames and socket events before, inside and after an SSEND prompt.
+
+    Every socket incarnation gets exactly its bytes, every event is delivered
+    once, in order, after the [OK], and the SSEND succeeds.
+    """
+    module = Module(cutter(pick))
+    engine, events = engine_with(module, socket_rx=256)  # small: frames exercise back-pressure
+    created = []
+    new_socket = engine._new_socket
+
+    def spy(*args):
+        sock = new_socket(*args)
+        created.append(sock)
+        return sock
+
+    engine._new_socket = spy
+    want_bytes = []  # per socket incarnation, in creation order
+    current = {}  # sid -> index into want_bytes
+    want_events = []
+    for sid in range(4):
+        engine._new_socket(sid, TCP)
+        current[sid] = len(want_bytes)
+        want_bytes.append(bytearray())
+
+    def item():
+        script = Script(pick)
+        k = pick.int(0, 3)
+        free = [sid for sid in range(8) if sid not in current]
+        if k == 0 and free:
+            sid = free[pick.int(0, len(free) - 1)]
+            current[sid] = len(want_bytes)
+            want_bytes.append(bytearray())
+            want_events.append((P.CONNECT, sid))
+            return b"\r\n[CONNECT %d]\r\n" % sid
+        if k == 1 and current:
+            sid = sorted(current)[pick.int(0, len(current) - 1)]
+            del current[sid]
+            want_events.append((P.DISCONNECT, sid))
+            return b"\r\n[DISCONNECT %d]\r\n" % sid
+        if not current:
+            return b""
+        sid = sorted(current)[pick.int(0, len(current) - 1)]
+        data = script.frame_bytes(sid)
+        want_bytes[current[sid]] += script.payload[sid]
+        return data
+
+    def items(count):
+        return b"".join([item() for _ in range(count)])
+
+    n = pick.int(1, 300)
+    before = items(pick.int(0, 4)) + b"[0,,,%d" % n + items(pick.int(0, 3)) + b"]\r\n"
+    module.replies[b"AT+SSEND"] = before
+    module.after_payload = items(pick.int(0, 4)) + b"[OK]\r\n"
+    got = []
+    done = []
+
+    async def drain():
+        # The application reads every socket while the send runs, as its handlers would.
+        while not done:
+            for i, sock in enumerate(created):
+                if i == len(got):
+                    got.append(bytearray())
+                if len(sock.rx):
+                    got[i] += sock.rx.read()
+                    sock.consumed()
+            await asyncio.sleep(0)
+
+    reader = asyncio.create_task(drain())
+    await engine.ssend(0, bytes(n))
+    await settle()
+    done.append(True)
+    await reader
+    eq(module.payloads, [bytes(n)])
+    eq(events, want_events)
+    eq(len(created), len(want_bytes))
+    for body, want in zip(got, want_bytes):
+        eq(body, want)
+    eq(engine.counters["stray"], 0)
+    engine.stop()

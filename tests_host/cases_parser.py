@@ -1,0 +1,206 @@
+"""Ring buffer and parser tests that run unchanged under CPython and MicroPython.
+
+No pytest import here: ``test_core.py`` collects these for pytest and
+``mp_runner.py`` runs them under the MicroPython unix port with a small heap.
+"""
+
+from check import eq
+from gen import MAX_ITEMS, RandomChooser, Script, chunks, cutter
+from wizfi250 import parser as P
+from wizfi250.ring import Ring
+
+
+class Recorder:
+    """Parser sink that keeps everything, and can refuse payload to test back-pressure."""
+
+    def __init__(self, room=-1):
+        self.lines = []
+        self.frames = []
+        self.payload = {}
+        self.errors = []
+        self.room = room  # bytes of payload accepted before refusing; -1: unlimited
+        self.parser = None
+
+    def line(self, kind, arg, text):
+        self.lines.append((kind, arg, text))
+
+    def frame(self, sid, length):
+        self.frames.append((sid, length))
+        if sid not in self.payload:
+            self.payload[sid] = bytearray()
+        self.sid = sid
+        return self
+
+    def write(self, mv, start, end):
+        n = end - start
+        if self.room >= 0:
+            n = min(n, self.room)
+            self.room -= n
+        self.payload[self.sid] += mv[start : start + n]
+        return n
+
+    def error(self, code, text):
+        self.errors.append((code, text))
+
+
+def parse_all(data, cut=None, max_line=256):
+    rec = Recorder()
+    parser = P.Parser(rec, 512, max_line)
+    for piece in chunks(data, cut or (lambda n: n)):
+        assert parser.feed(piece) == len(piece)
+    return rec, parser
+
+
+def kinds(rec):
+    return [k for k, a, t in rec.lines]
+
+
+CUTS = (lambda n: 1, lambda n: 2, lambda n: 3, lambda n: 7, lambda n: n)
+
+# --- ring buffer ---------------------------------------------------------------
+
+
+def test_ring_keeps_order_across_compaction():
+    ring = Ring(16)
+    out = bytearray()
+    src = bytes(range(100))
+    i = 0
+    while len(out) < len(src):
+        i += ring.write(src, i, min(len(src), i + 5))
+        out += ring.read(3)
+    eq(bytes(out), src)
+
+
+def test_ring_readinto_space_commit():
+    ring = Ring(8)
+    space = ring.space()
+    space[:7] = b"hello!!"
+    ring.commit(7)
+    eq(ring.find(b"l"), 2)
+    dst = bytearray(3)
+    eq(ring.readinto(dst), 3)
+    eq(bytes(dst), b"hel")
+    eq(len(ring.space()), 4)  # compacted: the 4 unread bytes moved to the front
+    eq(ring.read(), b"lo!!")
+
+
+# --- parser: every form in the protocol reference --------------------------------
+
+
+def test_final_responses():
+    for cut in CUTS:
+        rec, _ = parse_all(
+            b"[OK]\r\n[ERROR]\r\n[ERROR: INVALID INPUT]\r\n[ERROR: INVALID SCID]\r\n"
+            b"[ERROR: WiFi Status]\r\n[ERROR: Mode Status]\r\n\r\n[TCP Send Error]\r\n",
+            cut,
+        )
+        eq(kinds(rec), [P.OK, P.ERROR, P.ERROR, P.ERROR, P.ERROR, P.ERROR, P.SEND_ERROR])
+        eq(rec.lines[2][2], b"[ERROR: INVALID INPUT]")
+
+
+def test_events_and_boot_banner():
+    data = (
+        b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n\r\n[Reset Event]\r\n"
+        b"Joining : MyAP\r\nSuccessfully joined : MyAP\r\nFailed to join: MyAP\r\n"
+        b"\r\n[Link-Up Event]\r\n  IP Addr    : 192.168.12.10\r\n  Gateway    : 192.168.12.1\r\n"
+        b"\r\n[CONNECT 3]\r\n\r\n[DISCONNECT 7]\r\n\r\n[LISTEN 0]\r\n\r\n[Link-Down Event]\r\n"
+        b"\r\n[P2P Fail Event]\r\n"
+    )
+    for cut in CUTS:
+        rec, parser = parse_all(data, cut)
+        eq(kinds(rec), [P.BANNER, P.RESET, P.JOIN, P.JOIN, P.JOIN, P.LINK_UP, P.IP_ADDR, P.GATEWAY,
+                        P.CONNECT, P.DISCONNECT, P.LISTEN, P.LINK_DOWN, P.UNKNOWN])  # fmt: skip
+        eq(rec.lines[6][1], "192.168.12.10")
+        eq(rec.lines[7][1], "192.168.12.1")
+        eq([a for k, a, t in rec.lines[8:11]], [3, 7, 0])
+        eq(parser.errors[P.UNKNOWN_LINE], 1)  # [P2P Fail Event] is reported, not hidden
+
+
+def test_ssend_prompt_forms():
+    rec, _ = parse_all(b"[0,,,5]\r\n[3,10.0.0.2,5000,1400]\r\n[1,,,20,3000]\r\n")
+    eq([(k, a) for k, a, t in rec.lines], [(P.PROMPT, (0, 5)), (P.PROMPT, (3, 1400)), (P.PROMPT, (1, 20))])
+
+
+def test_command_output_is_info():
+    rec, _ = parse_all(
+        b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\n"
+        b"STA/MyAP/192.168.1.23/192.168.1.1/00:08:DC:11:22:33/31/45\r\n"
+        b"Number of Sockets : 1 (SCID/Mode/Remote/Local/DataMode)\r\n0/TCN/192.168.12.23:5000/30412/0\r\n"
+        b"[OK]\r\n"
+    )
+    eq(kinds(rec), [P.INFO, P.INFO, P.INFO, P.INFO, P.OK])
+
+
+def test_frame_payload_is_binary_and_counted():
+    body = b"[OK]\r\n{0,1.2.3.4,5,6}\x00\xff\r{"
+    data = b"{0,192.168.12.23,5000,%d}" % len(body) + body + b"\r\n[OK]\r\n"
+    for cut in CUTS:
+        rec, _ = parse_all(data, cut)
+        eq(rec.frames, [(0, len(body))])
+        eq(bytes(rec.payload[0]), body)
+        eq(kinds(rec), [P.OK])
+
+
+def test_empty_frame():
+    rec, _ = parse_all(b"{2,10.0.0.1,80,0}\r\n[OK]\r\n")
+    eq(rec.frames, [(2, 0)])
+    eq(kinds(rec), [P.OK])
+
+
+def test_frame_inside_a_line_and_inside_the_prompt():
+    frame = b"{1,10.0.0.7,40000,3}abc\r\n"
+    data = b"STA/My" + frame + b"AP/1.2.3.4\r\n[0,,,5" + frame + b"]\r\n[0,,,6\r\n[CONNECT 2]\r\n]\r\n"
+    for cut in CUTS:
+        rec, _ = parse_all(data, cut)
+        eq(bytes(rec.payload[1]), b"abcabc")
+        eq(rec.lines, [(P.INFO, None, b"STA/MyAP/1.2.3.4"), (P.PROMPT, (0, 5), b"[0,,,5]"),
+                       (P.PROMPT, (0, 6), b"[0,,,6"), (P.CONNECT, 2, b"[CONNECT 2]")])  # fmt: skip
+
+
+def test_garbage_bad_headers_and_overlong_lines_lose_nothing_after_them():
+    data = (
+        b"\xff\xfe garbage\r\n{9,1.2.3.4,5,3}xyz\r\n{0,1.2.3.4,5,99999}\r\n{0,1.2.3.4,5,-1}\r\n"
+        + b"A" * 600 + b"\r\n"
+        + b"{0,1.2.3.4,5,4}data\r\n[OK]\r\n"
+    )  # fmt: skip
+    for cut in CUTS:
+        rec, parser = parse_all(data, cut)
+        eq(bytes(rec.payload[0]), b"data")
+        eq(kinds(rec)[-1], P.OK)
+        eq(parser.errors[P.BAD_HEADER], 3)
+        eq(parser.errors[P.OVERLONG], 1)
+
+
+def test_missing_trailer_is_reported_and_parsing_resumes():
+    rec, parser = parse_all(b"{0,1.2.3.4,5,2}abXY[OK]\r\n")
+    eq(bytes(rec.payload[0]), b"ab")
+    eq(parser.errors[P.BAD_TRAILER], 1)
+    eq(rec.lines[-1][0], P.INFO)  # 'XY[OK]' is not mistaken for [OK]
+
+
+def test_full_payload_target_pauses_the_parser():
+    rec = Recorder(room=3)
+    parser = P.Parser(rec, 64)
+    data = b"{0,1.2.3.4,5,8}abcdefgh\r\n[OK]\r\n"
+    eq(parser.feed(data), len(data))
+    eq(bytes(rec.payload[0]), b"abc")
+    eq(kinds(rec), [])  # nothing after the paused payload is parsed yet
+    rec.room = -1
+    assert parser.parse()
+    eq(bytes(rec.payload[0]), b"abcdefgh")
+    eq(kinds(rec), [P.OK])
+
+
+def test_random_module_output_seeded():
+    """The hypothesis property, with seeded randomness, so MicroPython runs it too."""
+    for seed in range(25):
+        pick = RandomChooser(seed)
+        script = Script(pick)
+        for _ in range(pick.int(1, MAX_ITEMS)):
+            script.anything()
+        rec, parser = parse_all(script.data(), cutter(pick))
+        eq(rec.lines, script.lines)
+        eq(rec.frames, script.frames)
+        for sid, body in script.payload.items():
+            eq(rec.payload[sid], body)
+        eq(parser.errors[P.BAD_HEADER] + parser.errors[P.OVERLONG] + parser.errors[P.BAD_TRAILER], 0)

@@ -1,0 +1,99 @@
+"""A scripted module on the far side of a fake UART, for the engine tests.
+
+Runs under CPython and MicroPython alike. The test queues module output
+with ``emit``; ``cut`` decides how many bytes each ``readinto`` returns, so
+a test can split the output at any byte boundary (down to one byte). Writes
+from the driver are recorded in ``written`` and passed to ``on_write`` so a
+test can answer commands and inject events at chosen points.
+"""
+
+import asyncio
+
+from check import eq  # noqa: F401  (re-exported for the engine tests)
+from wizfi250.engine import Engine
+
+
+class FakeUART:
+    def __init__(self, cut=None):
+        self.out = b""  # module output not yet read by the driver
+        self.pos = 0
+        self.cut = cut  # callable(available) -> bytes to hand over, or None for all
+        self.written = bytearray()
+        self.on_write = None
+        self.reads = 0
+        self._ready = asyncio.Event()
+
+    def emit(self, data):
+        self.out = self.out[self.pos :] + data
+        self.pos = 0
+        self._ready.set()
+
+    def pending(self):
+        return len(self.out) - self.pos
+
+    async def readinto(self, buf):
+        while self.pos >= len(self.out):
+            self._ready.clear()
+            await self._ready.wait()
+        n = len(self.out) - self.pos
+        if self.cut is not None:
+            n = max(1, min(n, self.cut(n)))
+        n = min(n, len(buf))
+        buf[:n] = self.out[self.pos : self.pos + n]
+        self.pos += n
+        self.reads += 1
+        await asyncio.sleep(0)  # let waiters run between reads, as a real UART would
+        return n
+
+    async def write(self, data):
+        data = bytes(data)
+        self.written += data
+        if self.on_write is not None:
+            self.on_write(data)
+
+
+class Module:
+    """Answers the driver's commands on a FakeUART, from a dict of prefix -> output."""
+
+    def __init__(self, cut=None):
+        self.uart = FakeUART(cut)
+        self.uart.on_write = self.on_write
+        self.replies = {}
+        self.commands = []
+        self.payloads = []
+        self.expect = 0  # payload bytes the module is waiting for
+        self.after_payload = b"[OK]\r\n"
+
+    def on_write(self, data):
+        if self.expect:
+            self.payloads.append(data)
+            self.expect -= len(data)
+            self.uart.emit(self.after_payload)
+            return
+        cmd = data.rstrip(b"\r")
+        self.commands.append(cmd)
+        for prefix, reply in self.replies.items():
+            if cmd.startswith(prefix):
+                if callable(reply):
+                    reply = reply(cmd)
+                self.uart.emit(reply)
+                if cmd.startswith(b"AT+SSEND") and b"[ERROR" not in reply:
+                    self.expect = int(cmd.split(b",")[3])
+                return
+
+
+def engine_with(module, socket_rx=1024, **kw):
+    engine = Engine(module.uart, rx_size=256, socket_rx=socket_rx, **kw)
+    events = []
+    engine.on_event = lambda kind, arg: events.append((kind, arg))
+    engine.start()
+    return engine, events
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def settle():
+    for _ in range(20):
+        await asyncio.sleep(0)

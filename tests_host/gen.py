@@ -1,0 +1,160 @@
+"""Random, valid module output and what a correct parser must make of it.
+
+Shared by the hypothesis tests (CPython) and the seeded random tests that
+run under MicroPython. Randomness comes from a chooser with ``int(lo, hi)``
+(inclusive), so hypothesis can shrink a failure to a small example.
+
+``Script`` collects module output together with the expectations: the
+lines the parser must report (kind, arg, text) and every socket's payload
+bytes in order. Messages can be split by frames at any byte, as the module
+does (protocol reference 4.7): a frame inside a WSTAT row, inside the SSEND
+prompt, inside an event line.
+"""
+
+import random
+import sys
+
+from wizfi250 import parser as P
+
+# Frames up to the module's 1460 bytes under CPython. Under MicroPython the
+# tests run in a 64 KB heap beside the driver, so frames stay smaller there.
+SMALL = sys.implementation.name == "micropython"
+MAX_FRAME = 256 if SMALL else 1460
+MAX_ITEMS = 12 if SMALL else 30  # messages per random script
+
+# Payload pieces chosen to look like everything the parser must not be fooled by.
+TRICKY = (b"[OK]\r\n", b"{1,10.0.0.1,80,5}", b"\r\n", b"\x00\xff", b"{", b"}", b"[CONNECT 3]", b"\r", b"\n")
+
+
+class RandomChooser:
+    """``int(lo, hi)`` from the ``random`` module (MicroPython runs)."""
+
+    def __init__(self, seed):
+        random.seed(seed)
+
+    def int(self, lo, hi):
+        return random.randint(lo, hi)
+
+
+class Script:
+    def __init__(self, pick):
+        self.pick = pick
+        self.out = []  # byte strings; joined by data()
+        self.lines = []  # expected (kind, arg, text)
+        self.payload = {}  # sid -> bytearray, expected payload
+        self.frames = []  # expected (sid, length), in order
+
+    def data(self):
+        return b"".join(self.out)
+
+    def payload_bytes(self, n):
+        pick = self.pick
+        parts = []
+        size = 0
+        while size < n:
+            if pick.int(0, 3) == 0:
+                piece = TRICKY[pick.int(0, len(TRICKY) - 1)]
+            else:
+                k = pick.int(1, 40)
+                piece = bytes([(pick.int(0, 255) + 7 * i) & 255 for i in range(k)])
+            parts.append(piece)
+            size += len(piece)
+        return b"".join(parts)[:n]
+
+    def frame_bytes(self, sid=None):
+        pick = self.pick
+        if sid is None:
+            sid = pick.int(0, 7)
+        n = pick.int(0, 3) and pick.int(0, 200) or pick.int(0, MAX_FRAME)
+        body = self.payload_bytes(n)
+        ip = "%d.%d.%d.%d" % (pick.int(1, 255), pick.int(0, 255), pick.int(0, 255), pick.int(0, 255))
+        port = pick.int(1, 65535)
+        self.frames.append((sid, n))
+        buf = self.payload.get(sid)
+        if buf is None:
+            buf = self.payload[sid] = bytearray()
+        buf += body
+        return b"{%d,%s,%d,%d}" % (sid, ip.encode(), port, n) + body + b"\r\n"
+
+    def frame(self, sid=None):
+        self.out.append(self.frame_bytes(sid))
+
+    def line(self, text, kind, arg=None, event=False, splittable=True):
+        """A line, maybe with frames inserted at random positions inside it."""
+        raw = (b"\r\n" if event else b"") + text + b"\r\n"
+        if splittable and self.pick.int(0, 3) == 0:
+            at = self.pick.int(0, len(raw))
+            raw = raw[:at] + self.frame_bytes() + raw[at:]
+        self.out.append(raw)
+        self.lines.append((kind, arg, text))
+
+    def prompt(self, sid, n):
+        """The SSEND prompt, printed in two calls: frames or events may land between."""
+        text = b"[%d,,,%d]" % (sid, n)
+        at = len(self.lines)
+        self.out.append(text[:-1])
+        split = False  # an event ends the first half's line: its ']' comes alone later
+        for _ in range(self.pick.int(0, 2)):
+            if self.pick.int(0, 1):
+                self.frame()
+            else:
+                self.event()
+                split = True
+        self.out.append(b"]\r\n")
+        self.lines.insert(at, (P.PROMPT, (sid, n), text[:-1] if split else text))
+
+    def event(self):
+        pick = self.pick
+        k = pick.int(0, 4)
+        if k < 3:
+            kind, name = ((P.CONNECT, b"CONNECT"), (P.DISCONNECT, b"DISCONNECT"), (P.LISTEN, b"LISTEN"))[k]
+            sid = pick.int(0, 7)
+            self.line(b"[%s %d]" % (name, sid), kind, sid, event=True, splittable=False)
+        elif k == 3:
+            self.line(b"[Link-Down Event]", P.LINK_DOWN, event=True, splittable=False)
+        else:
+            ip = "10.%d.0.%d" % (pick.int(0, 255), pick.int(1, 254))
+            self.line(b"[Link-Up Event]", P.LINK_UP, event=True, splittable=False)
+            self.line(b"  IP Addr    : " + ip.encode(), P.IP_ADDR, ip)
+            self.line(b"  Gateway    : 10.0.0.1", P.GATEWAY, "10.0.0.1")
+
+    def anything(self):
+        """One random message of any kind the module prints in command mode."""
+        pick = self.pick
+        k = pick.int(0, 9)
+        if k <= 2:
+            self.frame()
+        elif k == 3:
+            self.event()
+        elif k == 4:
+            text = (b"[OK]", b"[ERROR]", b"[ERROR: INVALID INPUT]")[pick.int(0, 2)]
+            self.line(text, P.OK if text == b"[OK]" else P.ERROR)
+        elif k == 5:
+            self.line(b"STA/MyAP/10.0.0.5/10.0.0.1/00:08:DC:11:22:33/31/45", P.INFO)
+        elif k == 6:
+            self.line(b"%d/TCN/10.0.0.2:%d/30412/0" % (pick.int(0, 7), pick.int(1, 65535)), P.INFO)
+        elif k == 7:
+            self.prompt(pick.int(0, 7), pick.int(1, 1400))
+        elif k == 8:
+            self.line(b"Joining : MyAP", P.JOIN)
+        else:
+            self.line(b"[TCP Send Error]", P.SEND_ERROR, event=True, splittable=False)
+
+
+def cutter(pick):
+    """A ``cut`` function for FakeUART / chunked feeding: 1 byte up to everything."""
+    mode = pick.int(0, 2)
+    if mode == 0:
+        return lambda n: 1
+    if mode == 1:
+        size = pick.int(1, 64)
+        return lambda n: size
+    return lambda n: pick.int(1, n)
+
+
+def chunks(data, cut):
+    i = 0
+    while i < len(data):
+        n = max(1, min(len(data) - i, cut(len(data) - i)))
+        yield data[i : i + n]
+        i += n

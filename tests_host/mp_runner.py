@@ -1,0 +1,34 @@
+"""Run the portable core tests under MicroPython and report each one.
+
+    MICROPYPATH=.frozen:build/mp micropython -X heapsize=64K -m mp_runner cases_parser [test ...]
+
+(with the driver and these modules compiled to .mpy in build/mp: compiling
+the sources themselves would not fit in 64 KB).
+
+Prints ``PASS name`` or ``FAIL name: error`` per test, then a summary line;
+exits 1 if any failed. ``test_micropython.py`` runs this from pytest.
+"""
+
+import gc
+import sys
+
+
+
+def main(module, names):
+    cases = __import__(module)
+    tests = sorted(n for n in dir(cases) if n.startswith("test_") and (not names or n in names))
+    failed = 0
+    for name in tests:
+        gc.collect()
+        try:
+            getattr(cases, name)()
+            print("PASS", name)
+        except Exception as e:  # report and go on: every test gets its line
+            failed += 1
+            print("FAIL %s: %s %r" % (name, type(e).__name__, e.args))
+            sys.print_exception(e)
+    print("micropython %s: %d passed, %d failed" % (module, len(tests) - failed, failed))
+    sys.exit(1 if failed else 0)
+
+
+main(sys.argv[1], sys.argv[2:])
