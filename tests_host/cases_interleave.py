@@ -24,7 +24,7 @@ async def interleaved_ssend(pick):
     once, in order, after the [OK], and the SSEND succeeds.
     """
     module = Module(cutter(pick))
-    engine, events = engine_with(module, socket_rx=256)  # small: frames exercise back-pressure
+    engine, events = engine_with(module, socket_rx=128)  # small: frames exercise back-pressure
     created = []
     new_socket = engine._new_socket
 
@@ -67,7 +67,7 @@ async def interleaved_ssend(pick):
     def items(count):
         return b"".join([item() for _ in range(count)])
 
-    n = pick.int(1, 300)
+    n = pick.int(1, 200)
     before = items(pick.int(0, 4)) + b"[0,,,%d" % n + items(pick.int(0, 3)) + b"]\r\n"
     module.replies[b"AT+SSEND"] = before
     module.after_payload = items(pick.int(0, 4)) + b"[OK]\r\n"

@@ -77,7 +77,7 @@ class Module:
                 if callable(reply):
                     reply = reply(cmd)
                 self.uart.emit(reply)
-                if cmd.startswith(b"AT+SSEND") and b"[ERROR" not in reply:
+                if cmd.startswith(b"AT+SSEND") and not reply.startswith(b"[ERROR"):
                     self.expect = int(cmd.split(b",")[3])
                 return
 
@@ -91,7 +91,15 @@ def engine_with(module, socket_rx=1024, **kw):
 
 
 def run(coro):
-    return asyncio.run(coro)
+    """asyncio.run, then one more turn so stopped reader tasks end and free their engine."""
+
+    async def main():
+        try:
+            return await coro
+        finally:
+            await asyncio.sleep(0)
+
+    return asyncio.run(main())
 
 
 async def settle():

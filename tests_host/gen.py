@@ -2,7 +2,7 @@
 
 Shared by the hypothesis tests (CPython) and the seeded random tests that
 run under MicroPython. Randomness comes from a chooser with ``int(lo, hi)``
-(inclusive), so hypothesis can shrink a failure to a small example.
+(inclusive) and ``bytes(n)``, so hypothesis can shrink a failure to a small example.
 
 ``Script`` collects module output together with the expectations: the
 lines the parser must report (kind, arg, text) and every socket's payload
@@ -19,7 +19,7 @@ from wizfi250 import parser as P
 # Frames up to the module's 1460 bytes under CPython. Under MicroPython the
 # tests run in a 64 KB heap beside the driver, so frames stay smaller there.
 SMALL = sys.implementation.name == "micropython"
-MAX_FRAME = 256 if SMALL else 1460
+MAX_FRAME = 128 if SMALL else 1460
 MAX_ITEMS = 12 if SMALL else 30  # messages per random script
 
 # Payload pieces chosen to look like everything the parser must not be fooled by.
@@ -34,6 +34,9 @@ class RandomChooser:
 
     def int(self, lo, hi):
         return random.randint(lo, hi)
+
+    def bytes(self, n):
+        return bytes([random.getrandbits(8) for _ in range(n)])
 
 
 class Script:
@@ -55,8 +58,7 @@ class Script:
             if pick.int(0, 3) == 0:
                 piece = TRICKY[pick.int(0, len(TRICKY) - 1)]
             else:
-                k = pick.int(1, 40)
-                piece = bytes([(pick.int(0, 255) + 7 * i) & 255 for i in range(k)])
+                piece = pick.bytes(pick.int(1, 40))
             parts.append(piece)
             size += len(piece)
         return b"".join(parts)[:n]
@@ -149,7 +151,14 @@ def cutter(pick):
     if mode == 1:
         size = pick.int(1, 64)
         return lambda n: size
-    return lambda n: pick.int(1, n)
+    # Sizes from a little LCG seeded once: one draw per script, not one per chunk.
+    state = [pick.int(0, 0x7FFFFFFF)]
+
+    def cut(n):
+        state[0] = (state[0] * 1103515245 + 12345) & 0x7FFFFFFF
+        return 1 + (state[0] >> 8) % n
+
+    return cut
 
 
 def chunks(data, cut):

@@ -96,7 +96,7 @@ class Engine:
                 else:
                     await self._wait_room()
         except Exception as e:  # the transport failed, or the heap ran out: no waiter may hang
-            self._fail_all(e.args[0] if isinstance(e, OSError) and e.args else EIO)
+            self._fail_all(e.args[0] if isinstance(e, OSError) and e.args else EIO, repr(e))
             raise
 
     async def _wait_room(self):
@@ -319,15 +319,15 @@ class Engine:
         self.counters["resets"] += 1
         self.wifi["state"] = "down"
         self.wifi["ip"] = self.wifi["gateway"] = ""
-        self._fail_all(ECONNRESET)
+        self._fail_all(ECONNRESET, "module reset")
 
-    def _fail_all(self, errno):
+    def _fail_all(self, errno, why):
         for sock in self.table:
             if sock is not None:
                 self._end_socket(sock, errno)
         tx = self.tx
         if tx is not None and tx.error is None:
-            tx.error = OSError(errno, "module reset")
+            tx.error = OSError(errno, why)
             self._moved.set()
         self._room.set()
 

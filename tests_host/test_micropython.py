@@ -1,0 +1,53 @@
+"""The portable core tests, run by the MicroPython unix port in a 64 KB heap.
+
+One interpreter run per case module (compiled to .mpy first: compiling the
+sources on the target would not fit in 64 KB); each test's PASS/FAIL line
+becomes its own pytest item, so the counts show in the summary.
+"""
+
+import os
+import subprocess
+
+import pytest
+from mpy import MICROPYTHON, ROOT, compile_to, lib_sources
+
+MODULES = ("cases_parser", "cases_engine", "cases_interleave")
+SUPPORT = ("gen", "fakeuart", "check", "mp_runner")
+HEAP = "64K"
+
+
+def _tests(module):
+    return sorted(n for n in dir(__import__(module)) if n.startswith("test_"))
+
+
+@pytest.fixture(scope="session")
+def mp_results(tmp_path_factory):
+    build = tmp_path_factory.mktemp("mp")
+    for rel in lib_sources():
+        result = compile_to(os.path.join(ROOT, "lib", rel), str(build / rel[:-3]) + ".mpy")
+        assert result.returncode == 0, result.stderr
+    for name in MODULES + SUPPORT:
+        result = compile_to(os.path.join(ROOT, "tests_host", name + ".py"), str(build / name) + ".mpy")
+        assert result.returncode == 0, result.stderr
+    env = dict(os.environ, MICROPYPATH=".frozen:%s" % build)
+    results = {}
+    for module in MODULES:
+        run = subprocess.run(
+            [MICROPYTHON, "-X", "heapsize=" + HEAP, "-m", "mp_runner", module],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        out = run.stdout + run.stderr
+        for line in run.stdout.splitlines():
+            if line.startswith("PASS "):
+                results[(module, line[5:])] = (True, out)
+            elif line.startswith("FAIL "):
+                results[(module, line[5:].split(":")[0])] = (False, out)
+        results[module] = out
+    return results
+
+
+@pytest.mark.parametrize("module,name", [(m, n) for m in MODULES for n in _tests(m)])
+def test_under_micropython(mp_results, module, name):
+    passed, out = mp_results.get((module, name), (None, mp_results[module]))
+    assert passed is not None, "no result for %s (interpreter crashed?)\n%s" % (name, out)
+    assert passed, out
