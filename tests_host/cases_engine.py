@@ -237,3 +237,24 @@ def test_reader_that_stops_reading_costs_only_its_own_socket():
         engine.stop()
 
     run(main())
+
+
+def test_init_with_echo_on_turns_it_off_and_enables_what_the_driver_needs():
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        echo = [True]
+
+        def reply(cmd):
+            out = cmd + b"\r\n" if echo[0] else b""
+            if cmd == b"AT+MECHO=0":
+                echo[0] = False
+            return out + b"[OK]\r\n"
+
+        module.replies[b"AT"] = reply
+        await engine.init()
+        eq(module.commands, [b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"])
+        eq(engine.counters["stray"], 0)
+        engine.stop()
+
+    run(main())

@@ -117,6 +117,17 @@ class Engine:
 
     # --- commands -----------------------------------------------------------
 
+    async def init(self):
+        """Bring a (re)started module to what this driver relies on.
+
+        Echo off (an echoed byte can land inside a frame, reference 1.4), message
+        level 2 (``[OK]`` and ``[CONNECT n]`` live there), ``[LISTEN n]`` events (the
+        only word of where the server's listener went) and the multi-connection
+        server (one socket id per client).
+        """
+        for cmd in (b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"):
+            await self.command(cmd)
+
     async def command(self, cmd, timeout_ms=5000):
         """Run one AT command; return its information lines; raise OSError on error."""
         async with self._lock:
