@@ -163,7 +163,10 @@ class Parser:
                 left -= took
                 self._left = left
                 if not left:
-                    self._trailer = 2
+                    if tail - head >= 2 and buf[head] == 13 and buf[head + 1] == 10:
+                        head += 2  # the trailer came with the payload: the usual case
+                    else:
+                        self._trailer = 2
                 elif took < n:
                     rx.head = head
                     return False
@@ -218,11 +221,15 @@ class Parser:
             elif stop - head > self.max_line:
                 self._overlong(mv, head, stop)
             elif stop > head:
-                self._line(bytes(mv[head:stop]))
+                self._take(mv, head, stop)
             self._skip = False
             head = nl + 1
         rx.head = head
         return True
+
+    def _take(self, mv, start, end):
+        # The slice lives here, in a function with few locals: see _header.
+        self._line(bytes(mv[start:end]))
 
     def _keep(self, mv, start, end):
         """Add line text to the interrupted-line store; False if it overflowed."""
@@ -268,12 +275,14 @@ class Parser:
         c3 = buf.find(b",", c2 + 1, end)  # ends the port
         if not 7 <= c2 - i - 3 <= 15 or not 1 <= c3 - c2 - 1 <= 5 or not 1 <= end - c3 - 1 <= 5:
             return self._bad(i, end + 1)
-        if not 48 <= buf[c3 + 1] <= 57:
-            return self._bad(i, end + 1)
-        try:
-            length = int(buf[c3 + 1 : end])
-        except ValueError:
-            return self._bad(i, end + 1)
+        # Digits by hand, not int(buf[a:b]): in the unix port a slice in a function
+        # with this many locals costs ~8 us (measured), more than the whole header.
+        length = 0
+        for k in range(c3 + 1, end):
+            c = buf[k] - 48
+            if c < 0 or c > 9:
+                return self._bad(i, end + 1)
+            length = length * 10 + c
         if length > MAX_FRAME:
             return self._bad(i, end + 1)
         self._hs = i
