@@ -1,4 +1,4 @@
-"""The portable core tests, run by the MicroPython unix port in a 64 KB heap.
+"""The portable core tests, run by the MicroPython unix port in a small heap.
 
 One interpreter run per case module (compiled to .mpy first: compiling the
 sources on the target would not fit in 64 KB); each test's PASS/FAIL line
@@ -11,9 +11,11 @@ import subprocess
 import pytest
 from mpy import MICROPYTHON, ROOT, compile_to, lib_sources
 
-MODULES = ("cases_parser", "cases_engine", "cases_interleave")
+MODULES = ("cases_parser", "cases_engine", "cases_interleave", "cases_net")
 SUPPORT = ("gen", "fakeuart", "check", "mp_runner")
-HEAP = "64K"
+# The core (ring, parser, engine) must fit 64 KB; the socket layer on top runs in
+# the 128 KB the whole firmware is budgeted (on a board the code is frozen, not heap).
+HEAP = {"cases_net": "128K"}
 
 
 def _tests(module):
@@ -33,7 +35,7 @@ def mp_results(tmp_path_factory):
     results = {}
     for module in MODULES:
         run = subprocess.run(
-            [MICROPYTHON, "-X", "heapsize=" + HEAP, "-m", "mp_runner", module],
+            [MICROPYTHON, "-X", "heapsize=" + HEAP.get(module, "64K"), "-m", "mp_runner", module],
             capture_output=True, text=True, env=env, timeout=300,
         )  # fmt: skip
         out = run.stdout + run.stderr

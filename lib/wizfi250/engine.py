@@ -44,6 +44,7 @@ class _Transaction:
         self.prompt = prompt  # SSEND: the (sid, len) prompt awaited; True once seen
         self.claim = claim  # SCON client: the first [CONNECT n]/[DISCONNECT n] of a free id is ours
         self.claimed = None  # (kind, sid) once claimed
+        self.closing = -1  # SMGMT: the sid whose [DISCONNECT n] belongs to this command
         self.error = None  # OSError to raise in the waiter (module reset)
 
 
@@ -162,6 +163,25 @@ class Engine:
                 sock.peer = (host, port)
             return sock
 
+    async def close_socket(self, sock, timeout_ms=3000):
+        """AT+SMGMT=sid, waiting for the module's [DISCONNECT n] too (either order).
+
+        Whatever the module answers, the socket is ended here: if it was
+        already gone on the module, closing it again changes nothing.
+        """
+        async with self._lock:
+            tx = _Transaction(b"AT+SMGMT=%d" % sock.sid)
+            tx.closing = sock.sid
+            try:
+                await self._run(tx, timeout_ms)
+            except OSError as e:
+                if tx.error is not None:
+                    raise  # a module reset: the caller must know
+                if e.args[0] == ETIMEDOUT and tx.final == P.OK:
+                    self._resync = False  # [OK] came; only the DISCONNECT did not
+            finally:
+                self._end_socket(sock, 0)
+
     async def ssend(self, sid, data, ip="", port=0):
         """AT+SSEND: send ``data`` (at most a few KB) on ``sid``, the whole transaction."""
         n = len(data)
@@ -211,7 +231,7 @@ class Engine:
         while True:
             if tx.error is not None:
                 raise tx.error
-            if tx.final >= 0 and (not tx.claim or tx.claimed or tx.final != P.OK):
+            if tx.final >= 0 and (tx.claimed or tx.final != P.OK or (not tx.claim and tx.closing < 0)):
                 return
             if for_prompt and tx.prompt is True:
                 return
@@ -287,6 +307,12 @@ class Engine:
             tx.claimed = (kind, sid)
             if kind == P.CONNECT:
                 self._new_socket(sid, tx.kind)
+            self._moved.set()
+            return
+        if kind == P.DISCONNECT and tx is not None and tx.closing == sid and sock is not None:
+            # The close we asked for: the app knows, so it is not an event.
+            tx.claimed = (kind, sid)
+            self._end_socket(sock, 0)
             self._moved.set()
             return
         if kind == P.CONNECT:

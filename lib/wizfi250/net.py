@@ -1,0 +1,173 @@
+"""Sockets for applications: a TCP server, TCP clients and UDP, over one Engine.
+
+``Net`` owns the engine's event callback and hands each ``[CONNECT n]`` of
+a server's connection to that server, which runs the application's
+callback in its own task with a ``Stream``. The module's multi-connection
+server moves its listener to the lowest free id after every accept, so a
+server is known by its port, never by an id.
+"""
+
+import asyncio
+
+from . import parser as P
+from .engine import ETIMEDOUT
+from .sockets import ACCEPTED, LISTENER, TCP, UDP
+from .stream import Stream
+
+
+class Server:
+    """A module TCP server (``AT+FSOCK=9,1``): one task per accepted connection."""
+
+    def __init__(self, net, callback, port, max_handlers, idle_ms):
+        self.net = net
+        self.callback = callback
+        self.port = port
+        self.max_handlers = max_handlers
+        self.idle_ms = idle_ms  # close a connection that sends nothing for this long
+        self.active = 0
+        self.accepted = 0
+        self.refused = 0
+        self._tasks = []
+
+    def accept(self, sock):
+        self.accepted += 1
+        if self.active >= self.max_handlers:
+            # Every id is precious (8 in all): better a refused browser than a stuck one.
+            self.refused += 1
+            asyncio.create_task(self._refuse(sock))
+            return
+        self.active += 1
+        asyncio.create_task(self._serve(Stream(self.net.engine, sock)))
+
+    async def _refuse(self, sock):
+        await Stream(self.net.engine, sock).aclose()
+
+    async def _serve(self, stream):
+        try:
+            if self.idle_ms and not await self._first_byte(stream):
+                return  # a preconnect that never asked for anything
+            await self.callback(stream, stream)
+        except Exception as e:  # one handler's failure must not stop the server
+            if not isinstance(e, OSError):
+                print("wizfi250: handler failed:", repr(e))
+        finally:
+            self.active -= 1
+            if stream.sock.rx is not None:
+                await stream.aclose()
+
+    async def _first_byte(self, stream):
+        try:
+            await asyncio.wait_for(stream._fill(), self.idle_ms / 1000)
+            return True
+        except asyncio.TimeoutError:
+            self.net.counters["idle_closed"] += 1
+            await stream.aclose()
+            return False
+
+    async def reopen(self):
+        await self.net.engine.open_socket(LISTENER, local_port=self.port)
+
+    async def close(self):
+        self.net.servers.remove(self)
+        for sock in list(self.net.engine.table):
+            if sock is not None and sock.kind == LISTENER and sock.local_port == self.port:
+                await self.net.engine.close_socket(sock)
+
+
+class Datagram:
+    """A UDP socket: ``sendto`` and ``recvfrom`` with the peer from each frame header."""
+
+    def __init__(self, engine, sock):
+        self.engine = engine
+        self.sock = sock
+
+    async def sendto(self, data, addr):
+        await self.engine.ssend(self.sock.sid, data, addr[0], addr[1])
+
+    async def recvfrom(self):
+        sock = self.sock
+        while not sock.datagrams:
+            if not sock.open:
+                raise OSError(104)
+            sock.changed.clear()
+            await sock.changed.wait()
+        length, peer = sock.datagrams.pop(0)
+        while len(sock.rx) < length:  # the frame's payload is still arriving
+            sock.changed.clear()
+            await sock.changed.wait()
+        data = sock.rx.read(length)
+        sock.consumed()
+        return data, peer
+
+    async def close(self):
+        if self.sock.open:
+            await self.engine.close_socket(self.sock)
+        self.sock.release()
+
+
+class Net:
+    def __init__(self, engine, max_handlers=6, idle_ms=5000):
+        self.engine = engine
+        self.max_handlers = max_handlers
+        self.idle_ms = idle_ms
+        self.servers = []
+        self.listeners = []  # callables(kind, arg) for every delivered event
+        self.counters = {"idle_closed": 0}
+        engine.on_event = self._event
+
+    def _event(self, kind, arg):
+        if kind == P.CONNECT:
+            sock = self.engine.table[arg]
+            if sock is not None and sock.kind == ACCEPTED:
+                for server in self.servers:
+                    if server.port == sock.local_port:
+                        server.accept(sock)
+                        break
+        for listener in self.listeners:
+            listener(kind, arg)
+
+    async def start_server(self, callback, port, max_handlers=None, idle_ms=None):
+        server = Server(
+            self, callback, port,
+            self.max_handlers if max_handlers is None else max_handlers,
+            self.idle_ms if idle_ms is None else idle_ms,
+        )  # fmt: skip
+        self.servers.append(server)
+        await server.reopen()
+        return server
+
+    async def resolve(self, host, timeout_ms=5000):
+        """An IPv4 address for ``host``: literals as they are, names through AT+FDNS."""
+        if _is_ip(host):
+            return host
+        lines = await self.engine.command(b"AT+FDNS=%s,%d" % (host.encode(), timeout_ms), timeout_ms + 2000)
+        for line in lines:
+            text = line.decode().strip()
+            if _is_ip(text):
+                return text
+        raise OSError(ETIMEDOUT, "no address for " + host)
+
+    async def open_connection(self, host, port):
+        """A TCP client: returns ``(stream, stream)`` like asyncio.open_connection."""
+        sock = await self.engine.open_socket(TCP, await self.resolve(host), port)
+        stream = Stream(self.engine, sock)
+        return stream, stream
+
+    async def open_udp(self, local_port=0, remote=None):
+        """A UDP socket: a server on ``local_port``, or a client of ``remote`` (host, port)."""
+        if remote is None:
+            sock = await self.engine.open_socket(UDP, local_port=local_port)
+        else:
+            ip = await self.resolve(remote[0])
+            sock = await self.engine.open_socket(UDP, ip, remote[1], local_port)
+        return Datagram(self.engine, sock)
+
+
+def _is_ip(text):
+    parts = text.split(".")
+    if len(parts) != 4:
+        return False
+    for part in parts:
+        if not part.isdigit() or int(part) > 255:
+            return False
+    return True

@@ -1,0 +1,158 @@
+"""One module socket as a MicroPython asyncio Stream (reader and writer in one).
+
+Reads come out of the socket's receive ring; every read tells the engine
+there is room again, which resumes a frame the reader had to pause. Writes
+are coalesced: a response written as a dozen small pieces (Microdot writes
+each header line on its own) leaves in one ``AT+SSEND`` of up to ``TX_MAX``
+bytes, because every SSEND costs a round trip to the module. ``drain``
+sends the full chunks at once and the rest after ``flush_ms`` unless more
+is written first; ``aclose`` sends everything before closing.
+
+After the peer's ``[DISCONNECT n]`` reads return what is left, then EOF;
+writes raise ``OSError(104)``, which Microdot treats as a quiet disconnect.
+Waits use ``asyncio.Event`` only, so CircuitPython runs this too.
+"""
+
+import asyncio
+
+from .sockets import ECONNRESET
+
+TX_MAX = 1400  # payload per SSEND: what the module reads in one piece (reference 4.4)
+
+
+class Stream:
+    def __init__(self, engine, sock, flush_ms=5):
+        self.engine = engine
+        self.sock = sock
+        self.flush_ms = flush_ms
+        self._out = bytearray()
+        self._flusher = None
+        self._closed = False
+
+    # --- reading ------------------------------------------------------------
+
+    async def _fill(self):
+        """Wait until there are bytes to read or the socket has ended."""
+        sock = self.sock
+        while sock.rx is not None and not len(sock.rx) and sock.open:
+            sock.changed.clear()
+            await sock.changed.wait()
+        if sock.rx is None:
+            raise OSError(ECONNRESET)
+        return len(sock.rx)
+
+    def _took(self):
+        self.sock.consumed()
+
+    async def read(self, n=-1):
+        if not await self._fill():
+            return b""
+        data = self.sock.rx.read(n)
+        self._took()
+        return data
+
+    async def readinto(self, buf):
+        if not await self._fill():
+            return 0
+        n = self.sock.rx.readinto(buf)
+        self._took()
+        return n
+
+    async def readline(self):
+        sock = self.sock
+        line = b""
+        while True:
+            if not await self._fill():
+                return line
+            i = sock.rx.find(b"\n")
+            line += sock.rx.read(i + 1 if i >= 0 else -1)
+            self._took()
+            if i >= 0:
+                return line
+
+    async def readexactly(self, n):
+        data = b""
+        while len(data) < n:
+            if not await self._fill():
+                raise EOFError
+            data += self.sock.rx.read(n - len(data))
+            self._took()
+        return data
+
+    # --- writing ------------------------------------------------------------
+
+    def write(self, data):
+        if self._closed or not self.sock.open:
+            raise OSError(ECONNRESET)
+        self._out += data
+
+    async def drain(self):
+        """Send every full chunk now; leave a short tail for the next writes to join."""
+        while len(self._out) >= TX_MAX:
+            await self._send(TX_MAX)
+        if self._out and self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self):
+        try:
+            await asyncio.sleep(self.flush_ms / 1000)
+            await self.flush()
+        except OSError:
+            pass  # the socket is gone; the next write or close reports it
+        finally:
+            self._flusher = None
+
+    async def flush(self):
+        """Send everything written so far."""
+        while self._out:
+            await self._send(min(len(self._out), TX_MAX))
+
+    async def _send(self, n):
+        chunk = bytes(self._out[:n])
+        self._out = self._out[n:]
+        if not self.sock.open:
+            raise OSError(ECONNRESET)
+        await self.engine.ssend(self.sock.sid, chunk)
+
+    async def awrite(self, data, off=0, sz=-1):
+        if off or sz >= 0:
+            data = memoryview(data)[off : len(data) if sz < 0 else off + sz]
+        self.write(data)
+        await self.drain()
+
+    # --- closing ------------------------------------------------------------
+
+    def close(self):
+        """Start closing; ``wait_closed`` finishes it (asyncio's split)."""
+        self._closed = True
+
+    async def wait_closed(self):
+        sock = self.sock
+        try:
+            if sock.open and self._out:
+                await self.flush()
+        except OSError:
+            pass
+        finally:
+            self._out = bytearray()
+            if sock.open:
+                try:
+                    await self.engine.close_socket(sock)
+                except OSError:
+                    pass  # already gone on the module
+            sock.release()
+
+    async def aclose(self):
+        self.close()
+        await self.wait_closed()
+
+    def get_extra_info(self, name):
+        if name == "peername":
+            return self.sock.peer
+        return None
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.aclose()

@@ -1,0 +1,122 @@
+"""Streams, the server, clients and UDP against a scripted module; CPython and MicroPython."""
+
+import asyncio
+
+from fakeuart import Module, engine_with, eq, run, settle
+from wizfi250.net import Net
+from wizfi250.sockets import TCP
+
+
+def net_with(module, **kw):
+    engine, _ = engine_with(module)
+    module.replies[b"AT+SMGMT="] = lambda cmd: b"[OK]\r\n\r\n[DISCONNECT %s]\r\n" % cmd[9:]
+    module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 0]\r\n"
+    module.replies[b"AT+SSEND="] = lambda cmd: b"[%s]\r\n" % cmd[9:]
+    return Net(engine, **kw), engine
+
+
+def test_server_coalesces_a_response_into_one_ssend_and_closes():
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        got = []
+
+        async def handler(reader, writer):
+            got.append(await reader.readline())
+            for piece in (b"HTTP/1.0 200 OK\r\n", b"Content-Type: text/plain\r\n", b"\r\n", b"hello"):
+                await writer.awrite(piece)
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n{0,10.0.0.4,50000,16}GET / HTTP/1.0\n\r\n")
+        await asyncio.sleep(0.05)
+        eq(got, [b"GET / HTTP/1.0\n"])
+        body = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello"
+        eq(module.payloads, [body])
+        eq([c for c in module.commands if c.startswith(b"AT+SSEND") or c.startswith(b"AT+SMGMT")],
+           [b"AT+SSEND=0,,,%d" % len(body), b"AT+SMGMT=0"])  # fmt: skip
+        eq(engine.table[0], None)
+        engine.stop()
+
+    run(main())
+
+
+def test_idle_preconnect_is_closed_and_others_are_served():
+    async def main():
+        module = Module()
+        net, engine = net_with(module, idle_ms=50)
+        served = []
+
+        async def handler(reader, writer):
+            served.append(await reader.read(10))
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n\r\n[CONNECT 1]\r\n{1,10.0.0.5,40000,3}GET\r\n")
+        await asyncio.sleep(0.2)
+        eq(served, [b"GET"])
+        assert b"AT+SMGMT=0" in module.commands
+        eq(net.counters["idle_closed"], 1)
+        eq(engine.table[0], None)
+        engine.stop()
+
+    run(main())
+
+
+def test_peer_disconnect_gives_eof_to_readers_and_104_to_writers():
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        module.replies[b"AT+SCON=O,TCN"] = b"[OK]\r\n\r\n[CONNECT 2]\r\n"
+        reader, writer = await net.open_connection("10.0.0.2", 7)
+        eq(writer.get_extra_info("peername"), ("10.0.0.2", 7))
+        module.uart.emit(b"{2,10.0.0.2,7,4}tail\r\n\r\n[DISCONNECT 2]\r\n")
+        await settle()
+        eq(await reader.read(2), b"ta")
+        try:
+            await reader.readexactly(5)
+            raise AssertionError("no EOF")
+        except EOFError:
+            pass
+        eq(await reader.read(), b"")
+        try:
+            await writer.awrite(b"x")
+            raise AssertionError("no error")
+        except OSError as e:
+            eq(e.args[0], 104)
+        await writer.aclose()
+        eq([c for c in module.commands if c.startswith(b"AT+SMGMT")], [])  # already closed by the peer
+        engine.stop()
+
+    run(main())
+
+
+def test_client_resolves_names_with_fdns():
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        module.replies[b"AT+FDNS=example.test"] = b"10.1.2.3\r\n[OK]\r\n"
+        module.replies[b"AT+SCON=O,TCN,10.1.2.3,8080"] = b"\r\n[CONNECT 0]\r\n[OK]\r\n"
+        reader, writer = await net.open_connection("example.test", 8080)
+        eq(writer.sock.kind, TCP)
+        eq(module.commands[:2], [b"AT+FDNS=example.test,5000", b"AT+SCON=O,TCN,10.1.2.3,8080,0,0"])
+        engine.stop()
+
+    run(main())
+
+
+def test_udp_recvfrom_reports_each_sender_and_sendto_names_the_peer():
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        module.replies[b"AT+SCON=O,USN"] = b"\r\n[CONNECT 3]\r\n[OK]\r\n"
+        udp = await net.open_udp(local_port=5000)
+        module.uart.emit(b"{3,10.0.0.7,1111,5}first\r\n{3,10.0.0.8,2222,6}second\r\n")
+        eq(await udp.recvfrom(), (b"first", ("10.0.0.7", 1111)))
+        eq(await udp.recvfrom(), (b"second", ("10.0.0.8", 2222)))
+        await udp.sendto(b"echo", ("10.0.0.8", 2222))
+        eq(module.payloads, [b"echo"])
+        eq(module.commands[0], b"AT+SCON=O,USN,,,5000,0")
+        engine.stop()
+
+    run(main())
