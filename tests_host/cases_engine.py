@@ -6,7 +6,7 @@ MicroPython unix port. The first test is the failure the users hit.
 
 import asyncio
 
-from fakeuart import Module, engine_with, eq, run, settle
+from fakeuart import Module, engine_with, eq, fails, run, settle
 from wizfi250 import parser as P
 from wizfi250.sockets import ACCEPTED, LISTENER, TCP, UDP
 
@@ -65,11 +65,7 @@ def test_rejected_ssend_never_sends_the_payload():
         module = Module()
         engine, _ = engine_with(module)
         module.replies[b"AT+SSEND"] = b"[ERROR: INVALID INPUT]\r\n"
-        try:
-            await engine.ssend(5, b"secret")
-            raise AssertionError("no error")
-        except OSError as e:
-            eq(e.args[0], 104)
+        await fails(engine.ssend(5, b"secret"), 104)
         eq(module.payloads, [])
         eq(bytes(module.uart.written), b"AT+SSEND=5,,,6\r")
         engine.stop()
@@ -84,11 +80,7 @@ def test_tcp_send_error_is_the_final_line_of_ssend():
         engine._new_socket(0, TCP)
         module.replies[b"AT+SSEND"] = b"[0,,,2]\r\n"
         module.after_payload = b"\r\n[TCP Send Error]\r\n"
-        try:
-            await engine.ssend(0, b"hi")
-            raise AssertionError("no error")
-        except OSError as e:
-            eq(e.args[0], 5)
+        await fails(engine.ssend(0, b"hi"), 5)
         eq(engine.counters["send_errors"], 1)
         eq(events, [])
         engine.stop()
@@ -110,11 +102,7 @@ def test_scon_connect_before_and_after_ok_and_failed_connect():
         eq((tcp.sid, tcp.kind), (2, TCP))
         eq(engine.table[1].kind, LISTENER)
         eq(udp.datagrams, [(2, ("10.0.0.5", 9))])
-        try:
-            await engine.open_socket(TCP, "10.0.0.9", 1)
-            raise AssertionError("no error")
-        except OSError as e:
-            eq(e.args[0], 111)
+        await fails(engine.open_socket(TCP, "10.0.0.9", 1), 111)
         eq(events, [(P.LISTEN, 1)])  # the clients' own events are the commands' results
         engine.stop()
 
@@ -161,11 +149,7 @@ def test_timeout_raises_and_resyncs_before_the_next_command():
         module = Module()
         engine, _ = engine_with(module)
         module.replies[b"AT+MINFO"] = b""  # the module says nothing
-        try:
-            await engine.command(b"AT+MINFO", timeout_ms=50)
-            raise AssertionError("no timeout")
-        except OSError as e:
-            eq(e.args[0], 110)
+        await fails(engine.command(b"AT+MINFO", timeout_ms=50), 110)
         module.replies[b"AT"] = b"[OK]\r\n"
         await engine.command(b"AT+MECHO=0")
         eq(module.commands[-2:], [b"AT", b"AT+MECHO=0"])
@@ -180,11 +164,7 @@ def test_module_reset_fails_the_waiter_and_ends_every_socket():
         engine, events = engine_with(module)
         s0 = engine._new_socket(0, TCP)
         module.replies[b"AT+WJOIN"] = b"Joining : MyAP\r\nWizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n"
-        try:
-            await engine.command(b"AT+WJOIN", timeout_ms=30000)
-            raise AssertionError("no error")
-        except OSError as e:
-            eq(e.args[0], 104)
+        await fails(engine.command(b"AT+WJOIN", timeout_ms=30000), 104)
         assert not s0.open and s0.error == 104
         eq(engine.table, [None] * 8)
         eq(engine.counters["resets"], 1)

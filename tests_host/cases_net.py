@@ -2,7 +2,7 @@
 
 import asyncio
 
-from fakeuart import Module, engine_with, eq, run, settle
+from fakeuart import Module, engine_with, eq, fails, run, settle
 from wizfi250.net import Net
 from wizfi250.sockets import TCP
 
@@ -79,11 +79,7 @@ def test_peer_disconnect_gives_eof_to_readers_and_104_to_writers():
         except EOFError:
             pass
         eq(await reader.read(), b"")
-        try:
-            await writer.awrite(b"x")
-            raise AssertionError("no error")
-        except OSError as e:
-            eq(e.args[0], 104)
+        await fails(writer.awrite(b"x"), 104)
         await writer.aclose()
         eq([c for c in module.commands if c.startswith(b"AT+SMGMT")], [])  # already closed by the peer
         engine.stop()

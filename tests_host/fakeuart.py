@@ -105,3 +105,13 @@ def run(coro):
 async def settle():
     for _ in range(20):
         await asyncio.sleep(0)
+
+
+async def fails(coro, errno):
+    """Await ``coro`` and check that it raises ``OSError(errno)``."""
+    try:
+        await coro
+    except OSError as e:
+        eq(e.args[0], errno)
+        return
+    raise AssertionError("no OSError(%d)" % errno)
