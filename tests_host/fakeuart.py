@@ -53,7 +53,7 @@ class FakeUART:
 
 
 class Module:
-    """Answers the driver's commands on a FakeUART, from a dict of prefix -> output."""
+    """Answers the driver's commands on a FakeUART: the longest matching prefix in ``replies``."""
 
     def __init__(self, cut=None):
         self.uart = FakeUART(cut)
@@ -72,14 +72,17 @@ class Module:
             return
         cmd = data.rstrip(b"\r")
         self.commands.append(cmd)
-        for prefix, reply in self.replies.items():
-            if cmd.startswith(prefix):
-                if callable(reply):
-                    reply = reply(cmd)
-                self.uart.emit(reply)
-                if cmd.startswith(b"AT+SSEND") and not reply.startswith(b"[ERROR"):
-                    self.expect = int(cmd.split(b",")[3])
-                return
+        best = b""  # the longest matching prefix answers
+        for prefix in self.replies:
+            if cmd.startswith(prefix) and len(prefix) >= len(best):
+                best = prefix
+        if best or b"" in self.replies:
+            reply = self.replies[best]
+            if callable(reply):
+                reply = reply(cmd)
+            self.uart.emit(reply)
+            if cmd.startswith(b"AT+SSEND") and not reply.startswith(b"[ERROR"):
+                self.expect = int(cmd.split(b",")[3])
 
 
 def engine_with(module, socket_rx=1024, **kw):

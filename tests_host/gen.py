@@ -6,15 +6,12 @@ run under MicroPython. Randomness comes from a chooser with ``int(lo, hi)``
 
 ``Script`` collects module output together with the expectations: the
 lines the parser must report (kind, arg, text) and every socket's payload
-bytes in order. Messages can be split by frames at any byte, as the module
-does (protocol reference 4.7): a frame inside a WSTAT row, inside the SSEND
-prompt, inside an event line.
+bytes in order. Its subclass in cases_parser.py adds every line kind and
+splits them with frames at any byte, as the module does (reference 4.7).
 """
 
 import random
 import sys
-
-from wizfi250 import parser as P
 
 # Frames up to the module's 1460 bytes under CPython. Under MicroPython the
 # tests run in a 64 KB heap beside the driver, so frames stay smaller there.
@@ -80,67 +77,6 @@ class Script:
 
     def frame(self, sid=None):
         self.out.append(self.frame_bytes(sid))
-
-    def line(self, text, kind, arg=None, event=False, splittable=True):
-        """A line, maybe with frames inserted at random positions inside it."""
-        raw = (b"\r\n" if event else b"") + text + b"\r\n"
-        if splittable and self.pick.int(0, 3) == 0:
-            at = self.pick.int(0, len(raw))
-            raw = raw[:at] + self.frame_bytes() + raw[at:]
-        self.out.append(raw)
-        self.lines.append((kind, arg, text))
-
-    def prompt(self, sid, n):
-        """The SSEND prompt, printed in two calls: frames or events may land between."""
-        text = b"[%d,,,%d]" % (sid, n)
-        at = len(self.lines)
-        self.out.append(text[:-1])
-        split = False  # an event ends the first half's line: its ']' comes alone later
-        for _ in range(self.pick.int(0, 2)):
-            if self.pick.int(0, 1):
-                self.frame()
-            else:
-                self.event()
-                split = True
-        self.out.append(b"]\r\n")
-        self.lines.insert(at, (P.PROMPT, (sid, n), text[:-1] if split else text))
-
-    def event(self):
-        pick = self.pick
-        k = pick.int(0, 4)
-        if k < 3:
-            kind, name = ((P.CONNECT, b"CONNECT"), (P.DISCONNECT, b"DISCONNECT"), (P.LISTEN, b"LISTEN"))[k]
-            sid = pick.int(0, 7)
-            self.line(b"[%s %d]" % (name, sid), kind, sid, event=True, splittable=False)
-        elif k == 3:
-            self.line(b"[Link-Down Event]", P.LINK_DOWN, event=True, splittable=False)
-        else:
-            ip = "10.%d.0.%d" % (pick.int(0, 255), pick.int(1, 254))
-            self.line(b"[Link-Up Event]", P.LINK_UP, event=True, splittable=False)
-            self.line(b"  IP Addr    : " + ip.encode(), P.IP_ADDR, ip)
-            self.line(b"  Gateway    : 10.0.0.1", P.GATEWAY, "10.0.0.1")
-
-    def anything(self):
-        """One random message of any kind the module prints in command mode."""
-        pick = self.pick
-        k = pick.int(0, 9)
-        if k <= 2:
-            self.frame()
-        elif k == 3:
-            self.event()
-        elif k == 4:
-            text = (b"[OK]", b"[ERROR]", b"[ERROR: INVALID INPUT]")[pick.int(0, 2)]
-            self.line(text, P.OK if text == b"[OK]" else P.ERROR)
-        elif k == 5:
-            self.line(b"STA/MyAP/10.0.0.5/10.0.0.1/00:08:DC:11:22:33/31/45", P.INFO)
-        elif k == 6:
-            self.line(b"%d/TCN/10.0.0.2:%d/30412/0" % (pick.int(0, 7), pick.int(1, 65535)), P.INFO)
-        elif k == 7:
-            self.prompt(pick.int(0, 7), pick.int(1, 1400))
-        elif k == 8:
-            self.line(b"Joining : MyAP", P.JOIN)
-        else:
-            self.line(b"[TCP Send Error]", P.SEND_ERROR, event=True, splittable=False)
 
 
 def cutter(pick):

@@ -11,11 +11,11 @@ import subprocess
 import pytest
 from mpy import MICROPYTHON, ROOT, compile_to, lib_sources
 
-MODULES = ("cases_parser", "cases_engine", "cases_interleave", "cases_net")
+MODULES = ("cases_parser", "cases_engine", "cases_interleave", "cases_net", "cases_wifi")
 SUPPORT = ("gen", "fakeuart", "check", "mp_runner")
 # The core (ring, parser, engine) must fit 64 KB; the socket layer on top runs in
 # the 128 KB the whole firmware is budgeted (on a board the code is frozen, not heap).
-HEAP = {"cases_net": "128K"}
+HEAP = {"cases_net": "128K", "cases_wifi": "128K"}
 
 
 def _tests(module):

@@ -73,6 +73,7 @@ class Engine:
         self._rings = []  # receive rings of released sockets, for reuse
         self._resync = False
         self._task = None
+        self.last_rx = ticks_ms()  # when the module last said anything (liveness)
 
     # --- life cycle ---------------------------------------------------------
 
@@ -94,6 +95,7 @@ class Engine:
             while True:
                 if parser.parse():
                     rx.commit(await readinto(rx.space()))
+                    self.last_rx = ticks_ms()
                 else:
                     await self._wait_room()
         except Exception as e:  # the transport failed, or the heap ran out: no waiter may hang
@@ -146,10 +148,14 @@ class Engine:
         async with self._lock:
             tx = _Transaction(b"AT+SCON=" + args, claim=kind != LISTENER)
             tx.kind = kind
+            if kind == LISTENER:
+                self.server_port = local_port
             await self._run(tx, timeout_ms)
             if kind == LISTENER:
-                # No event names the id (unless [LISTEN n] came): the module took the lowest free one.
-                self.server_port = local_port
+                for sock in self.table:
+                    if sock is not None and sock.kind == LISTENER:
+                        return sock  # its [LISTEN n] came already
+                # Not yet: the module took the lowest free id; [LISTEN n] corrects us if not.
                 sid = self._lowest_free()
                 if sid < 0:
                     raise OSError(EIO, "no free socket")
@@ -353,10 +359,14 @@ class Engine:
 
     def _module_reset(self):
         """Banner or [Reset Event]: every socket is gone and every waiter fails."""
+        self.lost("module reset")
+
+    def lost(self, why):
+        """The module restarted or stopped answering: fail everything now."""
         self.counters["resets"] += 1
         self.wifi["state"] = "down"
         self.wifi["ip"] = self.wifi["gateway"] = ""
-        self._fail_all(ECONNRESET, "module reset")
+        self._fail_all(ECONNRESET, why)
 
     def _fail_all(self, errno, why):
         for sock in self.table:

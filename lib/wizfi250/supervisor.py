@@ -1,0 +1,93 @@
+"""Keeps the module in service without the application restarting.
+
+A boot banner or ``[Reset Event]`` means the module restarted: the engine
+has already failed every waiter and ended every socket; here the module
+is set up again, the network re-joined and every server re-opened. A
+``[Link-Down Event]`` means the network went away: re-join with backoff.
+A UART that stays silent is probed with ``AT``; a module that does not
+answer three probes is treated as reset.
+"""
+
+import asyncio
+
+from . import parser as P
+from .compat import ticks_diff, ticks_ms
+from .sockets import LISTENER
+
+
+class Supervisor:
+    def __init__(self, net, wifi, join=None, probe_ms=10000, max_backoff_ms=30000):
+        self.net = net
+        self.engine = net.engine
+        self.wifi = wifi
+        self.join = join  # ("station", ssid, key, security) or ("ap", ssid, key), or None
+        self.probe_ms = probe_ms
+        self.max_backoff_ms = max_backoff_ms
+        self.recoveries = 0
+        self.state = "starting"
+        self._need = asyncio.Event()
+        self._reinit = True
+        net.listeners.append(self._event)
+
+    def _event(self, kind, arg):
+        if kind == P.BANNER or kind == P.RESET:
+            self._reinit = True
+            self._need.set()
+        elif kind == P.LINK_DOWN:
+            self._need.set()
+
+    async def run(self):
+        """The supervisor task: start the module, then restore it whenever needed."""
+        self._need.set()
+        while True:
+            try:
+                await asyncio.wait_for(self._need.wait(), self.probe_ms / 1000)
+            except asyncio.TimeoutError:
+                await self._probe()
+                continue
+            self._need.clear()
+            await self._restore()
+
+    async def _probe(self):
+        if ticks_diff(ticks_ms(), self.engine.last_rx) < self.probe_ms:
+            return  # the module spoke recently: it is alive
+        for _ in range(3):
+            try:
+                await self.engine.command(b"AT", 1000)
+                return
+            except OSError:
+                pass
+        self.engine.lost("module silent")
+        self._reinit = True
+        self._need.set()
+
+    async def _restore(self):
+        backoff = 1000
+        while True:
+            try:
+                if self._reinit:
+                    self.state = "initialising"
+                    await self.engine.init()
+                    self._reinit = False
+                if self.join is not None and self.engine.wifi["state"] != "up":
+                    self.state = "joining"
+                    if self.join[0] == "ap":
+                        await self.wifi.soft_ap(self.join[1], self.join[2])
+                    else:
+                        await self.wifi.join(*self.join[1:])
+                for server in self.net.servers:
+                    if not self._listening(server.port):
+                        await server.reopen()
+                self.state = "up"
+                self.recoveries += 1
+                return
+            except OSError as e:
+                self.state = "retrying: %r" % (e,)
+                await asyncio.sleep(backoff / 1000)
+                backoff = min(backoff * 2, self.max_backoff_ms)
+
+    def _listening(self, port):
+        for sock in self.engine.table:
+            if sock is not None and sock.kind == LISTENER and sock.local_port == port:
+                return True
+        return False

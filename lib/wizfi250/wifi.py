@@ -1,0 +1,82 @@
+"""Wi-Fi on the module: join a network or start a soft-AP, leave, status, scan.
+
+The live state (up/down, address, gateway) is kept by the engine from the
+module's Link-Up/Link-Down events; these calls issue the commands and parse
+their output (protocol reference 6.1-6.3).
+"""
+
+
+class WiFi:
+    def __init__(self, engine):
+        self.engine = engine
+        self.mode = "station"
+
+    async def join(self, ssid, key="", security="", timeout_ms=45000):
+        """Join ``ssid`` as a station; returns the address. ``security`` empty = auto-detect."""
+        cmd = self.engine.command
+        await cmd(b"AT+WSET=0," + ssid.encode())
+        # Auto-detect needs a key even for an open network (reference 6.1).
+        await cmd(b"AT+WSEC=0,%s,%s" % (security.encode(), (key or "12345678").encode()))
+        await cmd(b"AT+WNET=1")
+        await cmd(b"AT+WJOIN", timeout_ms)
+        self.mode = "station"
+        self.engine.wifi["ssid"] = ssid
+        return self.engine.wifi["ip"]
+
+    async def soft_ap(self, ssid, key, channel=6, ip="192.168.12.1", mask="255.255.255.0"):
+        """Start a WPA2 access point with its own DHCP server; returns its address."""
+        cmd = self.engine.command
+        await cmd(b"AT+WSET=1,%s,,%d" % (ssid.encode(), channel))
+        await cmd(b"AT+WSEC=1,WPA2AES," + key.encode())
+        await cmd(b"AT+WNET=0,%s,%s,%s" % (ip.encode(), mask.encode(), ip.encode()))
+        await cmd(b"AT+WJOIN", 20000)
+        self.mode = "ap"
+        self.engine.wifi["ssid"] = ssid
+        return self.engine.wifi["ip"] or ip
+
+    async def leave(self):
+        await self.engine.command(b"AT+WLEAVE", 15000)
+
+    async def status(self):
+        """WSTAT as a dict: mode ('station', 'ap' or 'down'), ssid, ip, gateway, mac, rssi (dBm)."""
+        for line in await self.engine.command(b"AT+WSTAT"):
+            fields = line.decode().split("/")
+            if len(fields) >= 7 and fields[0] in ("STA", "AP", "Down"):
+                rssi = fields[6].strip()
+                return {
+                    "mode": {"STA": "station", "AP": "ap"}.get(fields[0], "down"),
+                    "ssid": fields[1], "ip": fields[2], "gateway": fields[3], "mac": fields[4],
+                    "rssi": -int(rssi) if rssi.isdigit() else None,
+                }  # fmt: skip
+        raise OSError(5, "no WSTAT row")
+
+    async def scan(self):
+        """Networks in range: a list of dicts (ssid, bssid, rssi, security, channel)."""
+        found = []
+        for line in await self.engine.command(b"AT+WSCAN", 15000):
+            row = parse_scan_row(line.decode())
+            if row is not None:
+                found.append(row)
+        return found
+
+
+def parse_scan_row(text):
+    """One WSCAN row, or None for the header. Tolerates '/' in the SSID and the
+    extra network-type field WizFi250 prints but its header does not list."""
+    fields = text.split("/")
+    for j in range(2, len(fields)):
+        if len(fields[j]) == 17 and fields[j].count(":") == 5:
+            break
+    else:
+        return None
+    rest = fields[j + 1 :]
+    if len(rest) < 5 or not fields[0].isdigit():
+        return None
+    if len(rest) == 6:  # Infra/Adhoc/Unknown: WizFi250 only
+        rest = rest[:2] + rest[3:]
+    try:
+        rssi = int(rest[0])
+        channel = int(rest[4])
+    except ValueError:
+        return None
+    return {"ssid": "/".join(fields[1:j]), "bssid": fields[j], "rssi": rssi, "security": rest[2], "channel": channel}

@@ -1,0 +1,113 @@
+"""Wi-Fi commands and the supervisor against a scripted module; CPython and MicroPython."""
+
+import asyncio
+
+from fakeuart import Module, engine_with, eq, run
+from wizfi250 import parser as P
+from wizfi250.net import Net
+from wizfi250.sockets import LISTENER
+from wizfi250.supervisor import Supervisor
+from wizfi250.wifi import WiFi, parse_scan_row
+
+JOINED = (
+    b"Joining : MyAP\r\nSuccessfully joined : MyAP\r\n"
+    b"\r\n[Link-Up Event]\r\n  IP Addr    : 192.168.1.23\r\n  Gateway    : 192.168.1.1\r\n[OK]\r\n"
+)
+
+
+def ok_module():
+    module = Module()
+    for prefix in (b"AT+WSET", b"AT+WSEC", b"AT+WNET", b"AT+M", b"AT+FSOCK", b"AT"):
+        module.replies[prefix] = b"[OK]\r\n"
+    module.replies[b"AT+WJOIN"] = JOINED
+    module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 0]\r\n"
+    return module
+
+
+def test_scan_rows_with_the_extra_field_and_a_slash_in_the_ssid():
+    eq(parse_scan_row("Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel"), None)
+    eq(parse_scan_row("001/MyAP/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6"),
+       {"ssid": "MyAP", "bssid": "00:11:22:33:44:55", "rssi": -45, "security": "WPA2-Mixed", "channel": 6})  # fmt: skip
+    eq(parse_scan_row("002/a/b/00:11:22:33:44:66/-70/54/Open/2.4/11")["ssid"], "a/b")  # WizFi310: 8 fields
+
+
+def test_join_then_status():
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        module.replies[b"AT+WSTAT"] = (
+            b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\n"
+            b"STA/MyAP/192.168.1.23/192.168.1.1/00:08:DC:11:22:33/31/45\r\n[OK]\r\n"
+        )
+        wifi = WiFi(engine)
+        eq(await wifi.join("MyAP", "secret99"), "192.168.1.23")
+        eq(module.commands[:4], [b"AT+WSET=0,MyAP", b"AT+WSEC=0,,secret99", b"AT+WNET=1", b"AT+WJOIN"])
+        status = await wifi.status()
+        eq((status["mode"], status["ip"], status["rssi"]), ("station", "192.168.1.23", -45))
+        engine.stop()
+
+    run(main())
+
+
+def test_supervisor_restores_service_after_a_module_reset():
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        net = Net(engine)
+        sup = Supervisor(net, WiFi(engine), join=("station", "MyAP", "secret99", ""))
+        task = asyncio.create_task(sup.run())
+        await asyncio.sleep(0.05)
+        eq(sup.state, "up")
+        await net.start_server(lambda r, w: None, 80)
+        eq(engine.table[0].kind, LISTENER)
+        module.commands.clear()
+        module.uart.emit(b"\r\n[DISCONNECT 0]\r\n\r\n[Link-Down Event]\r\nWizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n")
+        await asyncio.sleep(0.05)
+        eq(sup.state, "up")
+        eq(module.commands, [b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1",
+                             b"AT+WSET=0,MyAP", b"AT+WSEC=0,,secret99", b"AT+WNET=1", b"AT+WJOIN",
+                             b"AT+SCON=O,TSN,,,80,0"])  # fmt: skip
+        eq((engine.wifi["state"], engine.table[0].kind, engine.counters["resets"]), ("up", LISTENER, 1))
+        task.cancel()
+        engine.stop()
+
+    run(main())
+
+
+def test_supervisor_rejoins_after_link_down_with_backoff():
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        sup = Supervisor(Net(engine), WiFi(engine), join=("station", "MyAP", "k" * 8, ""))
+        task = asyncio.create_task(sup.run())
+        await asyncio.sleep(0.05)
+        module.replies[b"AT+WJOIN"] = b"Joining : MyAP\r\nFailed to join: MyAP\r\n[ERROR]\r\n"
+        module.uart.emit(b"\r\n[Link-Down Event]\r\n")
+        await asyncio.sleep(0.05)
+        eq(sup.state[:8], "retrying")
+        module.replies[b"AT+WJOIN"] = JOINED
+        await asyncio.sleep(1.1)  # the first backoff is 1 s
+        eq((sup.state, engine.wifi["state"]), ("up", "up"))
+        eq([k for k in module.commands if k == b"AT+WJOIN"], [b"AT+WJOIN"] * 3)
+        task.cancel()
+        engine.stop()
+
+    run(main())
+
+
+def test_link_events_update_the_wifi_state():
+    async def main():
+        module = ok_module()
+        engine, events = engine_with(module)
+        module.uart.emit(b"\r\n[Link-Up Event]\r\n  IP Addr    : 10.0.0.9\r\n  Gateway    : 10.0.0.1\r\n")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        eq((engine.wifi["state"], engine.wifi["ip"], engine.wifi["gateway"]), ("up", "10.0.0.9", "10.0.0.1"))
+        module.uart.emit(b"\r\n[Link-Down Event]\r\n")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        eq((engine.wifi["state"], engine.wifi["ip"]), ("down", ""))
+        eq([k for k, a in events], [P.LINK_UP, P.IP_ADDR, P.GATEWAY, P.LINK_DOWN])
+        engine.stop()
+
+    run(main())
