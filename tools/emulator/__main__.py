@@ -1,0 +1,61 @@
+"""python -m emulator: start the emulated module and print where it is.
+
+Prints ``serial <pty path>``, ``control <port>`` (with --control) and
+``ready``, one per line, then runs until SIGINT or SIGTERM.
+"""
+
+import argparse
+import asyncio
+import signal
+
+from .bridge import Config, Emulator
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="emulate", description=__doc__.splitlines()[0])
+    p.add_argument("--baud", type=int, default=115200, help="line rate; 0 = unpaced")
+    p.add_argument("--map", action="append", default=[], metavar="P:H",
+                   help="module port P listens on 127.0.0.1:H (repeatable)")  # fmt: skip
+    p.add_argument("--ap", default="WizFiAP:12345678", metavar="SSID:KEY", help="the network that exists")
+    p.add_argument("--link", help="make a symlink to the pty here")
+    p.add_argument("--control", type=int, help="JSON-lines control port (0 = any free port)")
+    p.add_argument("--transcript", help="log both directions with timestamps to this file")
+    p.add_argument("--chaos-inject", action="store_true", help="hold frames and events, release them inside SSENDs")
+    p.add_argument("--chaos-ok-delay", type=float, default=0.0, metavar="S", help="delay each SSEND's final line")
+    p.add_argument("--chaos-send-error", type=float, default=0.0, metavar="P",
+                   help="probability of [TCP Send Error] as an SSEND's final line")  # fmt: skip
+    p.add_argument("--chaos-split", action="store_true", help="write output in random small pieces")
+    p.add_argument("--seed", type=int)
+    return p.parse_args(argv)
+
+
+def config_from(args):
+    ports = {}
+    for item in args.map:
+        module_port, host_port = item.split(":")
+        ports[int(module_port)] = int(host_port)
+    ssid, _, key = args.ap.partition(":")
+    return Config(
+        baud=args.baud, ports=ports, ap=(ssid, key), link=args.link, control=args.control,
+        transcript=args.transcript, seed=args.seed, inject=args.chaos_inject,
+        ok_delay=args.chaos_ok_delay, send_error=args.chaos_send_error, split=args.chaos_split,
+    )  # fmt: skip
+
+
+async def main(args):
+    emu = Emulator(config_from(args))
+    await emu.start()
+    print("serial", emu.serial_path, flush=True)
+    if emu.control_port is not None:
+        print("control", emu.control_port, flush=True)
+    print("ready", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await emu.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
