@@ -1,0 +1,126 @@
+"""The emulator end to end: AT over its pty, real clients on 127.0.0.1 through the bridge."""
+
+import asyncio
+import json
+import os
+import select
+import socket
+import termios
+import threading
+import time
+import tty
+import urllib.request
+
+import pytest
+from emulator import Config, Emulator
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Running:
+    """An Emulator on its own event loop thread, and the host's end of its pty."""
+
+    def __init__(self, **kw):
+        self.loop = asyncio.new_event_loop()
+        self.emu = Emulator(Config(**kw))
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self.emu.start(), self.loop).result(5)
+        self.fd = os.open(self.emu.serial_path, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(self.fd, termios.TCSANOW)  # TCSAFLUSH would drop the banner
+        self.buf = b""
+
+    def send(self, data):
+        os.write(self.fd, data)
+
+    def expect(self, text, timeout=5.0):
+        """Read until ``text`` has arrived; return everything up to and including it."""
+        deadline = time.monotonic() + timeout
+        while text not in self.buf:
+            left = deadline - time.monotonic()
+            assert left > 0, "waited for %r, got %r" % (text, self.buf)
+            if select.select([self.fd], [], [], left)[0]:
+                self.buf += os.read(self.fd, 4096)
+        i = self.buf.index(text) + len(text)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def at(self, cmd, timeout=5.0):
+        self.send(cmd + b"\r")
+        return self.expect(b"[OK]\r\n", timeout)
+
+    def close(self):
+        os.close(self.fd)
+        asyncio.run_coroutine_threadsafe(self.emu.stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture
+def module():
+    port = free_port()
+    running = Running(baud=0, ports={80: port}, control=0)
+    running.http_port = port
+    running.expect(b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n")
+    running.at(b"AT+MECHO=0")
+    running.at(b"AT+MEVTMSG=1")
+    running.at(b"AT+FSOCK=9,1")
+    running.at(b"AT+WJOIN")
+    yield running
+    running.close()
+
+
+@pytest.mark.timeout(30)
+def test_plain_client_exchanges_data_with_a_module_server(module):
+    module.at(b"AT+SCON=O,TSN,,,80,0")
+    with socket.create_connection(("127.0.0.1", module.http_port), timeout=5) as client:
+        module.expect(b"[CONNECT 0]\r\n")
+        client.sendall(b"ping")
+        assert module.expect(b"{0,127.0.0.1,").endswith(b"{0,127.0.0.1,")
+        header = module.expect(b"}")
+        assert header.endswith(b",4}")
+        assert module.expect(b"ping\r\n") == b"ping\r\n"
+        module.send(b"AT+SSEND=0,,,4\r")
+        module.expect(b"[0,,,4]\r\n")
+        module.send(b"pong")
+        module.expect(b"[OK]\r\n")
+        assert client.recv(10) == b"pong"
+        module.at(b"AT+SMGMT=0")
+        module.expect(b"[DISCONNECT 0]\r\n")
+        assert client.recv(10) == b""
+
+
+@pytest.mark.timeout(30)
+def test_urllib_reaches_the_module_server_and_the_listener_moves(module):
+    module.at(b"AT+SCON=O,TSN,,,80,0")
+    result = {}
+
+    def fetch():
+        url = "http://127.0.0.1:%d/hello" % module.http_port
+        result["body"] = urllib.request.urlopen(url, timeout=10).read()
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    module.expect(b"[CONNECT 0]\r\n")
+    module.expect(b"\r\n\r\n\r\n")  # the request's blank line, then the frame trailer
+    body = b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    module.send(b"AT+SSEND=0,,,%d\r" % len(body))
+    module.expect(b"]\r\n")
+    module.send(body)
+    module.at(b"AT+SMGMT=0")
+    thread.join(10)
+    assert result["body"] == b"hello"
+    module.expect(b"[LISTEN ", timeout=3)  # the housekeeping task re-listened
+
+
+@pytest.mark.timeout(30)
+def test_control_port_resets_the_module(module):
+    with socket.create_connection(("127.0.0.1", module.emu.control_port), timeout=5) as control:
+        control.sendall(b'{"op": "reset"}\n')
+        reply = json.loads(control.makefile().readline())
+    assert reply["ok"] and reply["stats"]["resets"] == 1
+    module.expect(b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n")
+    module.send(b"AT\r")
+    assert module.expect(b"[OK]\r\n") == b"AT\r\n[OK]\r\n"  # echo is back on after a reset
