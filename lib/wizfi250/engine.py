@@ -165,6 +165,7 @@ class Engine:
             if event == P.DISCONNECT:
                 raise OSError(ECONNREFUSED, "connect failed")
             sock = self.table[sid]
+            sock.local_port = local_port
             if port:
                 sock.peer = (host, port)
             return sock
@@ -286,7 +287,9 @@ class Engine:
             self._deliver(kind, text)
 
     def frame(self, sid, length):
-        self.counters["frames"] += 1
+        counters = self.counters
+        counters["frames"] += 1
+        counters["rx_bytes"] += length
         sock = self.table[sid]
         if sock is None or sock.kind == LISTENER:
             # Data proves the socket is open although we never saw it connect
