@@ -18,7 +18,6 @@ from wizfi250.sockets import KIND_NAMES
 from wizfi250.supervisor import Supervisor
 from wizfi250.wifi import WiFi
 
-WWW = "www"
 GZIP_TYPES = ("html", "css", "js", "svg", "json", "txt", "ico")
 REQUIRED = {"wifi": ("mode", "ssid", "key"), "uart": ("baud",), "http": ("port",)}
 
@@ -62,14 +61,14 @@ def _exists(path):
         return False
 
 
-def static_file(request, path):
-    """A file from www/, gzipped when the browser accepts it; 404 for anything outside."""
+def static_file(request, root, path):
+    """A file under ``root``, gzipped when the browser accepts it; None for anything outside."""
     path = urldecode(path)
     if ".." in path or "\\" in path or "\0" in path or path.startswith("/"):
         return None
     if path == "" or path.endswith("/"):
         path += "index.html"
-    full = WWW + "/" + path
+    full = root + "/" + path
     if not _exists(full):
         return None
     ext = path.rsplit(".", 1)[-1]
@@ -78,7 +77,7 @@ def static_file(request, path):
     return send_file(full, max_age=3600)
 
 
-def make_app(engine, wifi, supervisor, started):
+def make_app(engine, wifi, supervisor, started, root):
     app = Microdot()
     Response.types_map["svg"] = "image/svg+xml"
     Response.types_map["ico"] = "image/x-icon"
@@ -104,11 +103,11 @@ def make_app(engine, wifi, supervisor, started):
 
     @app.route("/")
     async def index(request):
-        return static_file(request, "") or ("Not found", 404)
+        return static_file(request, root, "") or ("Not found", 404)
 
     @app.route("/<path:path>")
     async def files(request, path):
-        return static_file(request, path) or ("Not found", 404)
+        return static_file(request, root, path) or ("Not found", 404)
 
     return app
 
@@ -181,10 +180,10 @@ async def main(config, uart_path=None):
     asyncio.create_task(supervisor.run())
     while supervisor.state != "up":
         await asyncio.sleep(0.05)
-    app = make_app(engine, wifi, supervisor, _now())
+    app = make_app(engine, wifi, supervisor, _now(), config["http"].get("root", "www"))
     port = config["http"]["port"]
     await net.start_server(app.handle_request, port)
-    print("wizfi250: serving www/ on module port %d (%s)" % (port, engine.wifi["ip"]))
+    print("wizfi250: serving on module port %d (%s)" % (port, engine.wifi["ip"]))
     client = config.get("tcp_client")
     if client and client.get("enabled", True):
         asyncio.create_task(run_forever(tcp_client, net, client["host"], client["port"]))

@@ -1,0 +1,158 @@
+"""The whole firmware (main.py + driver + Microdot) under the MicroPython unix port,
+through the emulator, with real clients on 127.0.0.1."""
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from mpy import MICROPYTHON, ROOT
+from test_emulator_bridge import Running, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Firmware:
+    def __init__(self, tmp, baud=0, chaos=False):
+        self.http = free_port()
+        self.udp = free_port()
+        self.tcp_peer = socket.create_server(("127.0.0.1", 0))
+        self.status_rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.status_rx.bind(("127.0.0.1", 0))
+        self.module = Running(baud=baud, ports={80: self.http, 5007: self.udp}, control=0, inject=chaos)
+        self.www = tmp / "www"
+        self.www.mkdir()
+        (self.www / "index.html").write_bytes(b"<h1>hello</h1>")
+        self.big = os.urandom(100 * 1024)
+        (self.www / "big.bin").write_bytes(self.big)
+        config = {
+            "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
+            "uart": {"baud": 921600},
+            "http": {"port": 80, "root": str(self.www), "idle_ms": 2000, "max_handlers": 6},
+            "tcp_client": {"host": "127.0.0.1", "port": self.tcp_peer.getsockname()[1]},
+            "udp": {"echo_port": 5007, "status_to": ["127.0.0.1", self.status_rx.getsockname()[1]], "status_every_s": 1},
+        }  # fmt: skip
+        (tmp / "config.json").write_text(json.dumps(config))
+        build = tmp / "mpy"
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py"), str(build)], check=True)
+        env = dict(os.environ, MICROPYPATH=".frozen:%s" % build, WIZFI_CONFIG=str(tmp / "config.json"))
+        self.log = open(tmp / "firmware.log", "w")
+        self.proc = subprocess.Popen(
+            [MICROPYTHON, "-X", "heapsize=256K", os.path.join(ROOT, "main.py"), "--uart", self.module.emu.serial_path],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.module.buf = b""
+        self.wait_serving(30)
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.http, path)
+
+    def get(self, path, headers=None, timeout=30):
+        request = urllib.request.Request(self.url(path), headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+
+    def wait_serving(self, seconds):
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return self.get("/", timeout=5)
+            except (OSError, urllib.error.URLError):
+                assert self.proc.poll() is None, "firmware exited"
+                assert time.monotonic() < deadline, "not serving after %d s" % seconds
+                time.sleep(0.2)
+
+    def control(self, **request):
+        with socket.create_connection(("127.0.0.1", self.module.emu.control_port), timeout=5) as c:
+            c.sendall(json.dumps(request).encode() + b"\n")
+            return json.loads(c.makefile().readline())
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+        self.module.close()
+        self.tcp_peer.close()
+        self.status_rx.close()
+
+
+@pytest.fixture
+def firmware(tmp_path):
+    fw = Firmware(tmp_path)
+    yield fw
+    fw.stop()
+
+
+@pytest.fixture
+def chaotic_firmware(tmp_path):
+    fw = Firmware(tmp_path, chaos=True)
+    yield fw
+    fw.stop()
+
+
+def test_six_clients_download_100kb_at_once_beside_tcp_and_udp(chaotic_firmware):
+    fw = chaotic_firmware
+    want = hashlib.sha256(fw.big).hexdigest()
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: fw.get("/big.bin", timeout=60), range(6)))
+    assert [hashlib.sha256(body).hexdigest() for _, _, body in results] == [want] * 6
+    # Beside it: the TCP client reached its peer, UDP echoes and the status datagrams flow.
+    fw.tcp_peer.settimeout(10)
+    conn, _ = fw.tcp_peer.accept()
+    assert conn.recv(100) == b"hello from wizfi250\n"
+    conn.close()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.settimeout(10)
+    udp.sendto(b"echo me", ("127.0.0.1", fw.udp))
+    assert udp.recvfrom(100)[0] == b"echo me"
+    fw.status_rx.settimeout(10)
+    assert fw.status_rx.recvfrom(200)[0].startswith(b"wizfi250 frames=")
+
+
+def test_static_files_types_gzip_and_no_way_out(firmware):
+    fw = firmware
+    (fw.www / "style.css").write_bytes(b"body{}")
+    import gzip
+
+    (fw.www / "style.css.gz").write_bytes(gzip.compress(b"body{}"))
+    status, headers, body = fw.get("/style.css", {"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip" and headers["Content-Type"].startswith("text/css")
+    assert gzip.decompress(body) == b"body{}" and "max-age" in headers["Cache-Control"]
+    assert fw.get("/style.css")[2] == b"body{}"
+    for path in ("/nope.html", "/../config.json", "/%2e%2e/config.json", "/..%2fconfig.json", "//etc/passwd"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            fw.get(path)
+        assert e.value.code == 404, path
+    status = json.loads(fw.get("/api/status")[2])
+    assert status["wifi"]["state"] == "up" and "12345678" not in json.dumps(status)
+
+
+def test_idle_preconnect_is_closed_while_others_are_served(firmware):
+    fw = firmware
+    idle = socket.create_connection(("127.0.0.1", fw.http))
+    time.sleep(0.5)
+    assert fw.get("/")[2] == b"<h1>hello</h1>"
+    idle.settimeout(10)
+    assert idle.recv(10) == b""  # closed by the server's idle timeout (2 s here)
+    idle.close()
+
+
+def test_service_returns_after_a_module_reset(firmware):
+    fw = firmware
+    assert fw.control(op="reset")["ok"]
+    fw.wait_serving(10)
+
+
+def test_link_down_is_followed_by_a_rejoin(firmware):
+    fw = firmware
+    fw.control(op="link_down", rejoin_after=1)
+    time.sleep(0.5)
+    fw.wait_serving(15)
+    assert json.loads(fw.get("/api/status")[2])["wifi"]["state"] == "up"
