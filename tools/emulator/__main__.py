@@ -14,10 +14,12 @@ from .bridge import Config, Emulator
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="emulate", description=__doc__.splitlines()[0])
     p.add_argument("--baud", type=int, default=115200, help="line rate; 0 = unpaced")
+    p.add_argument("--flow", action="store_true", help="model RTS/CTS: stop reading the host while the module's ring is full")
     p.add_argument("--map", action="append", default=[], metavar="P:H",
                    help="module port P listens on 127.0.0.1:H (repeatable)")  # fmt: skip
     p.add_argument("--ap", default="WizFiAP:12345678", metavar="SSID:KEY", help="the network that exists")
     p.add_argument("--link", help="make a symlink to the pty here")
+    p.add_argument("--tcp-serial", type=int, metavar="PORT", help="also expose the serial side on 127.0.0.1:PORT")
     p.add_argument("--control", type=int, help="JSON-lines control port (0 = any free port)")
     p.add_argument("--transcript", help="log both directions with timestamps to this file")
     p.add_argument("--chaos-inject", action="store_true", help="hold frames and events, release them inside SSENDs")
@@ -36,7 +38,7 @@ def config_from(args):
         ports[int(module_port)] = int(host_port)
     ssid, _, key = args.ap.partition(":")
     return Config(
-        baud=args.baud, ports=ports, ap=(ssid, key), link=args.link, control=args.control,
+        baud=args.baud, flow=args.flow, tcp_serial=args.tcp_serial, ports=ports, ap=(ssid, key), link=args.link, control=args.control,
         transcript=args.transcript, seed=args.seed, inject=args.chaos_inject,
         ok_delay=args.chaos_ok_delay, send_error=args.chaos_send_error, split=args.chaos_split,
     )  # fmt: skip
@@ -48,6 +50,8 @@ async def main(args):
     print("serial", emu.serial_path, flush=True)
     if emu.control_port is not None:
         print("control", emu.control_port, flush=True)
+    if emu.tcp_serial_port is not None:
+        print("tcp-serial", emu.tcp_serial_port, flush=True)
     print("ready", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

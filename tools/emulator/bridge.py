@@ -1,12 +1,20 @@
-"""The emulated module's plumbing: a pty as its UART, real sockets on 127.0.0.1.
+"""The emulated module's plumbing: a pty (and optionally a TCP port) as its UART,
+real sockets on 127.0.0.1 behind its socket ids.
 
-One asyncio loop moves bytes between the pty and the sans-IO core at the
-configured line rate (10 bit times a byte, both ways, from a token budget
-so the rate holds whatever the scheduling jitter), and between the core
-and host sockets. A module TCP server on port P listens on 127.0.0.1 at the
-mapped port; clients that arrive while the module has no listener (the
-multi-connection listener moves about a second after each accept) wait in
-a queue, as they would in the module's backlog.
+One asyncio task moves bytes between the serial side and the sans-IO core at
+the configured line rate: 10 bit times a byte in each direction, from a
+time-based token schedule (the budget grows with elapsed time, so the rate
+holds whatever the scheduling jitter; no per-byte sleeps). Host bytes go into
+the module's 2048-byte receive ring; with ``flow`` (RTS/CTS) the bridge stops
+reading the pty while the ring is full, so the host's writes block as they
+would on a wire with RTS; without it the bytes that do not fit are lost and
+counted. Output leaves in bursts of whatever the line rate allowed since the
+last pass (about 2 ms).
+
+A module TCP server on port P listens on 127.0.0.1 at the mapped port. Clients
+that arrive while the module has no listener (the multi-connection listener
+moves about a second after each accept) wait in a queue, as in the module's
+listen backlog.
 """
 
 import asyncio
@@ -18,17 +26,22 @@ import tty
 
 from .core import Module
 
-TICK_S = 0.002
+TICK_S = 0.002  # pacing pass period while active
+IDLE_AFTER_S = 0.05  # with nothing moving for this long, sleep until woken
+SLACK_S = 0.01  # the token schedule may lag this far behind real time (then it drops the backlog)
+OUT_HIGH_WATER = 8192  # the module's TCP window stand-in: stop reading peers while this much is queued
 
 
 class Config:
     def __init__(self, baud=115200, ports=None, ap=("WizFiAP", "12345678"), link=None,
                  control=None, transcript=None, seed=None, inject=False, ok_delay=0.0,
-                 send_error=0.0, split=False):  # fmt: skip
+                 send_error=0.0, split=False, flow=False, tcp_serial=None):  # fmt: skip
         self.baud = baud  # 0: unpaced
+        self.flow = flow  # RTS/CTS modelled
         self.ports = dict(ports or {})  # module port -> host port
-        self.ap = ap
-        self.link = link
+        self.ap = tuple(ap)
+        self.link = link  # symlink to the pty
+        self.tcp_serial = tcp_serial  # None: none; 0: any free port
         self.control = control  # None: no control port; 0: any free port
         self.transcript = transcript
         self.seed = seed
@@ -43,50 +56,90 @@ class _Net:
 
     def __init__(self, emu):
         self.emu = emu
-        self.conns = {}  # sid -> (kind, transport or writer)
-        self.servers = {}  # module port -> asyncio server
-        self.waiting = []  # (reader, writer) accepted by the host, not yet by the module
+        self.conns = {}  # sid -> [kind, transport or writer]
+        self.servers = {}  # module port -> asyncio server (None while starting)
+        self.waiting = {}  # module port -> [(reader, writer)] accepted by the host, not yet by the module
+        self.tasks = set()
+
+    def _spawn(self, coro):
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def host_port(self, port):
         return self.emu.config.ports.get(port, port)
 
+    # core -> network
+
     def listen(self, sid, port):
         if port not in self.servers:
-            self.servers[port] = None  # being started
-            asyncio.ensure_future(self._serve(port))
+            self.servers[port] = None
+            self.waiting.setdefault(port, [])
+            self._spawn(self._serve(sid, port))
 
-    async def _serve(self, port):
+    async def _serve(self, sid, port):
         async def arrived(reader, writer):
-            self.waiting.append((reader, writer))
+            if self.servers.get(port) is None and port not in self.servers:
+                writer.close()
+                return
+            self.waiting.setdefault(port, []).append((reader, writer))
+            self.emu.wake()
 
-        self.servers[port] = await asyncio.start_server(arrived, "127.0.0.1", self.host_port(port))
+        try:
+            server = await asyncio.start_server(arrived, "127.0.0.1", self.host_port(port), backlog=5)
+        except OSError:
+            self.servers.pop(port, None)
+            self.emu.core.connect_failed(sid)  # a listen failure ends as [DISCONNECT n] (2.1)
+            self.emu.wake()
+            return
+        if port in self.servers:
+            self.servers[port] = server
+        else:
+            server.close()  # unlistened meanwhile
 
-    def accept_waiting(self):
-        core = self.emu.core
-        while self.waiting and core.listener_sid() >= 0:
-            reader, writer = self.waiting.pop(0)
-            peer = writer.get_extra_info("peername")[:2]
-            sid = core.accepted(peer)
-            self._pump_tcp(sid, reader, writer, peer)
+    def unlisten(self, port):
+        for p in list(self.servers) if port is None else [port]:
+            server = self.servers.pop(p, None)
+            if server is not None:
+                server.close()
+            for _, writer in self.waiting.pop(p, []):
+                writer.close()
 
     def connect(self, sid, remote):
-        asyncio.ensure_future(self._connect(sid, remote))
+        self._spawn(self._connect(sid, remote))
 
     async def _connect(self, sid, remote):
+        # Every address in this world is the host itself.
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", remote[1]), 5)
         except (OSError, asyncio.TimeoutError):
             self.emu.core.connect_failed(sid)
+            self.emu.wake()
+            return
+        if sid not in self.emu.core.sockets:
+            writer.close()
             return
         self.emu.core.connected(sid)
-        self._pump_tcp(sid, reader, writer, ("127.0.0.1", remote[1]))
+        self._pump_tcp(sid, reader, writer, remote)
+
+    def accept_waiting(self):
+        core = self.emu.core
+        for port, queue in self.waiting.items():
+            while queue and core.listener_sid(port) >= 0:
+                reader, writer = queue.pop(0)
+                peer = writer.get_extra_info("peername")[:2]
+                sid = core.accepted(peer, port)
+                self._pump_tcp(sid, reader, writer, peer)
 
     def _pump_tcp(self, sid, reader, writer, peer):
         entry = ["tcp", writer]
         self.conns[sid] = entry
+        emu = self.emu
 
         async def pump():
             while True:
+                while emu.backlog() > OUT_HIGH_WATER and self.conns.get(sid) is entry:
+                    await asyncio.sleep(0.005)  # the module's window is full: the peer waits
                 try:
                     data = await reader.read(1460)
                 except OSError:
@@ -96,71 +149,99 @@ class _Net:
                 if not data:
                     del self.conns[sid]
                     writer.close()
-                    self.emu.core.peer_closed(sid)
+                    emu.core.peer_closed(sid)
+                    emu.wake()
                     return
-                self.emu.core.received(sid, data, peer)
+                emu.core.received(sid, data, peer)
+                emu.wake()
 
-        asyncio.ensure_future(pump())
+        self._spawn(pump())
 
     def udp(self, sid, local_port, remote):
-        asyncio.ensure_future(self._udp(sid, local_port))
+        entry = ["udp", None]
+        self.conns[sid] = entry
+        self._spawn(self._udp(sid, local_port, entry))
 
-    async def _udp(self, sid, local_port):
+    async def _udp(self, sid, local_port, entry):
         net = self
 
         class Protocol(asyncio.DatagramProtocol):
             def datagram_received(self, data, addr):
                 if net.conns.get(sid) is entry:
                     net.emu.core.received(sid, data, addr[:2])
+                    net.emu.wake()
 
         loop = asyncio.get_running_loop()
         local = ("127.0.0.1", self.host_port(local_port) if local_port else 0)
-        entry = ["udp", None]
-        self.conns[sid] = entry
-        entry[1], _ = await loop.create_datagram_endpoint(Protocol, local_addr=local)
+        try:
+            transport, _ = await loop.create_datagram_endpoint(Protocol, local_addr=local)
+        except OSError:
+            if self.conns.get(sid) is entry:
+                del self.conns[sid]
+                self.emu.core.connect_failed(sid)
+                self.emu.wake()
+            return
+        if self.conns.get(sid) is entry:
+            entry[1] = transport
+        else:
+            transport.close()
 
     def send(self, sid, data, addr):
         entry = self.conns.get(sid)
         if entry is None or entry[1] is None:
             return
-        if entry[0] == "tcp":
-            entry[1].write(data)
-        else:
-            entry[1].sendto(data, ("127.0.0.1", addr[1]))
+        try:
+            if entry[0] == "tcp":
+                entry[1].write(data)
+            else:
+                entry[1].sendto(data, ("127.0.0.1", addr[1]))
+        except OSError:
+            pass
 
     def close(self, sid):
         entry = self.conns.pop(sid, None)
         if entry is not None and entry[1] is not None:
             entry[1].close()
 
+    def uart(self, baud, flow):
+        """AT+USET changed the line: pace at the new rate (unless unpaced)."""
+        if self.emu.baud:
+            self.emu.baud = baud
+
     def close_all(self):
         for sid in list(self.conns):
             self.close(sid)
-        for server in self.servers.values():
-            if server is not None:
-                server.close()
-        for _, writer in self.waiting:
-            writer.close()
+        self.unlisten(None)
+        for task in list(self.tasks):
+            task.cancel()
 
 
 class Emulator:
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, config=None):
+        self.config = config = config or Config()
         self.net = _Net(self)
-        self.core = Module(self.net, config.ap, config.seed)
+        self.baud = config.baud
+        self.core = Module(self.net, config.ap, config.seed, baud=config.baud)
         self.core.chaos.inject = config.inject
         self.core.chaos.ok_delay = config.ok_delay
         self.core.chaos.send_error = config.send_error
         self.rng = random.Random(config.seed)
         self.serial_path = None
         self.control_port = None
+        self.tcp_serial_port = None
         self.stats = {"host_to_module": 0, "module_to_host": 0}
         self._task = None
-        self._control = None
+        self._servers = []
         self._log = None
+        self._tcp = None  # the connected TCP-serial client's writer
+        self._tcp_in = bytearray()
+        self._wake = None
         self._t0 = time.monotonic()
 
+    # --- life cycle ---------------------------------------------------------
+
     async def start(self):
+        self._wake = asyncio.Event()
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         os.set_blocking(self.master, False)
@@ -172,8 +253,13 @@ class Emulator:
         if self.config.transcript:
             self._log = open(self.config.transcript, "w")
         if self.config.control is not None:
-            self._control = await asyncio.start_server(self._on_control, "127.0.0.1", self.config.control)
-            self.control_port = self._control.sockets[0].getsockname()[1]
+            server = await asyncio.start_server(self._on_control, "127.0.0.1", self.config.control)
+            self._servers.append(server)
+            self.control_port = server.sockets[0].getsockname()[1]
+        if self.config.tcp_serial is not None:
+            server = await asyncio.start_server(self._on_tcp_serial, "127.0.0.1", self.config.tcp_serial)
+            self._servers.append(server)
+            self.tcp_serial_port = server.sockets[0].getsockname()[1]
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self):
@@ -183,8 +269,15 @@ class Emulator:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        if self._control is not None:
-            self._control.close()
+            self._task = None
+        try:
+            asyncio.get_running_loop().remove_reader(self.master)
+        except (ValueError, OSError):
+            pass
+        for server in self._servers:
+            server.close()
+        if self._tcp is not None:
+            self._tcp.close()
         self.net.close_all()
         os.close(self.master)
         os.close(self.slave)
@@ -193,67 +286,150 @@ class Emulator:
         if self._log is not None:
             self._log.close()
 
+    def wake(self):
+        if self._wake is not None:
+            self._wake.set()
+
+    def backlog(self):
+        return len(self.core.out) + sum(map(len, self.core.held))
+
     def _transcript(self, arrow, data):
         if self._log is not None:
             self._log.write("%.6f %s %r\n" % (time.monotonic() - self._t0, arrow, bytes(data)))
             self._log.flush()
 
+    # --- the UART -----------------------------------------------------------
+
+    def _read_host(self, n):
+        """Up to n bytes the host has written (TCP-serial first, then the pty)."""
+        if self._tcp_in:
+            data = bytes(self._tcp_in[:n])
+            del self._tcp_in[:n]
+            if self._tcp is not None and len(self._tcp_in) < 4096:
+                self._tcp.transport.resume_reading()
+            return data
+        try:
+            return os.read(self.master, n)
+        except (BlockingIOError, OSError):
+            return b""
+
+    def _write_host(self, data):
+        """Write to the serial side: the TCP-serial client if one is connected, else the pty."""
+        if self._tcp is not None:
+            self._tcp.write(data)
+            return len(data)
+        try:
+            return os.write(self.master, data)
+        except (BlockingIOError, OSError):
+            return 0
+
     async def _run(self):
-        rate = self.config.baud / 10  # bytes per second; 0 = unpaced
-        burst = max(16, int(rate * 0.004)) if rate else 1 << 16
-        budget_in = budget_out = 0.0
-        last = time.monotonic()
+        core = self.core
+        loop = asyncio.get_running_loop()
+        sched_in = sched_out = time.monotonic()  # when the line is next free, each way
+        last_activity = time.monotonic()
         while True:
             now = time.monotonic()
-            if rate:
-                budget_in = min(budget_in + (now - last) * rate, burst)
-                budget_out = min(budget_out + (now - last) * rate, burst)
-            else:
-                budget_in = budget_out = burst
-            last = now
-            self.core.tick(now - self._t0)
+            core.tick(now - self._t0)
             self.net.accept_waiting()
-            # Host -> module: what the line rate lets through; the rest waits in the
-            # pty, which holds the host's writes back as RTS/CTS would.
-            n = int(budget_in)
+            rate = self.baud / 10  # bytes per second
+            moved = False
+            # Host -> module.
+            if rate:
+                sched_in = max(sched_in, now - SLACK_S)
+                n = int((now - sched_in) * rate)
+            else:
+                n = 65536
+            if self.config.flow:
+                n = min(n, core.rx_room())  # RTS: the module takes no more than its ring holds
             if n > 0:
-                try:
-                    data = os.read(self.master, min(n, 4096))
-                except (BlockingIOError, OSError):
-                    data = b""
+                data = self._read_host(n)
                 if data:
-                    budget_in -= len(data)
+                    moved = True
+                    if rate:
+                        sched_in += len(data) / rate
                     self.stats["host_to_module"] += len(data)
                     self._transcript(">", data)
-                    self.core.feed(data)
-            out = self.core.out
-            n = min(int(budget_out), len(out))
-            if self.config.split and n > 1:
-                n = self.rng.randint(1, n)
-            if n > 0:
-                try:
-                    written = os.write(self.master, out[:n])
-                except BlockingIOError:
-                    written = 0
-                if written:
-                    self._transcript("<", out[:written])
-                    del out[:written]
-                    budget_out -= written
-                    self.stats["module_to_host"] += written
-            await asyncio.sleep(TICK_S if rate or not out else 0)
+                    core.feed(data)
+            # Module -> host.
+            out = core.out
+            if out:
+                if rate:
+                    sched_out = max(sched_out, now - SLACK_S)
+                    n = min(int((now - sched_out) * rate), len(out))
+                else:
+                    n = len(out)
+                if self.config.split and n > 1:
+                    n = self.rng.randint(1, min(n, 64))
+                if n > 0:
+                    written = self._write_host(bytes(out[:n]))
+                    if written:
+                        moved = True
+                        self._transcript("<", out[:written])
+                        del out[:written]
+                        if rate:
+                            sched_out += written / rate
+                        self.stats["module_to_host"] += written
+            if moved:
+                last_activity = now
+            if out or moved or now - last_activity < IDLE_AFTER_S:
+                await asyncio.sleep(TICK_S if rate or not moved else 0)
+                continue
+            # Idle: sleep until the host writes, the network delivers, or a timer is due.
+            self._wake.clear()
+            loop.add_reader(self.master, self._wake.set)
+            due = core.next_timer()
+            timeout = 0.05 if due is None else max(0.0, min(0.05, due - (now - self._t0)))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                loop.remove_reader(self.master)
+            last_activity = time.monotonic()
+
+    # --- TCP serial ---------------------------------------------------------
+
+    async def _on_tcp_serial(self, reader, writer):
+        if self._tcp is not None:
+            self._tcp.close()  # one serial client at a time: the newest wins
+        self._tcp = writer
+        try:
+            while True:
+                data = await reader.read(4096)
+                if not data:
+                    break
+                self._tcp_in += data
+                if len(self._tcp_in) >= 4096:
+                    writer.transport.pause_reading()
+                self.wake()
+        except OSError:
+            pass
+        finally:
+            if self._tcp is writer:
+                self._tcp = None
+            writer.close()
+
+    # --- control ------------------------------------------------------------
 
     async def _on_control(self, reader, writer):
-        while True:
-            line = await reader.readline()
-            if not line:
-                break
-            try:
-                reply = self.control(json.loads(line))
-            except (ValueError, KeyError, TypeError) as e:
-                reply = {"error": repr(e)}
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        writer.close()
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    reply = self.control(json.loads(line))
+                except (ValueError, KeyError, TypeError) as e:
+                    reply = {"ok": False, "error": repr(e)}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
 
     def control(self, request):
         """One control operation: reset, link_down, chaos, stats."""
@@ -263,18 +439,38 @@ class Emulator:
             core.reset()
         elif op == "link_down":
             core.link_down()
-            if "rejoin_after" in request:
-                ap = core.ap
-                core.ap = ("", "")  # the network is gone until then
-                core.later(float(request["rejoin_after"]), lambda: setattr(core, "ap", ap))
+            after = request.get("rejoin_after")
+            if after is not None:
+                core.ap_present = False  # the network is gone until then
+
+                def back():
+                    core.ap_present = True
+                    if request.get("auto_rejoin"):
+                        core.rejoin()
+
+                core.later(float(after), back)
         elif op == "chaos":
             chaos = core.chaos
-            chaos.inject = request.get("inject", chaos.inject)
-            chaos.ok_delay = request.get("ok_delay", chaos.ok_delay)
-            chaos.send_error = request.get("send_error", chaos.send_error)
-            self.config.split = request.get("split", self.config.split)
+            for key, attr in (("inject", "inject"), ("chaos_inject", "inject"), ("ok_delay", "ok_delay"),
+                              ("chaos_ok_delay", "ok_delay"), ("send_error", "send_error"),
+                              ("chaos_send_error", "send_error")):  # fmt: skip
+                if key in request:
+                    setattr(chaos, attr, type(getattr(chaos, attr))(request[key]))
+            for key in ("split", "chaos_split"):
+                if key in request:
+                    self.config.split = bool(request[key])
+            if "seed" in request:
+                core.rng.seed(request["seed"])
+                self.rng.seed(request["seed"])
         elif op != "stats":
             raise KeyError(op)
-        stats = dict(core.stats, **self.stats)
-        stats["sockets_open"] = len(core.sockets)
-        return {"ok": True, "stats": stats}
+        self.wake()
+        return {"ok": True, "stats": self.all_stats()}
+
+    def all_stats(self):
+        stats = dict(self.core.stats, **self.stats)
+        stats["bytes_host_to_module"] = self.stats["host_to_module"]
+        stats["bytes_module_to_host"] = self.stats["module_to_host"]
+        stats["sockets_open"] = len(self.core.sockets)
+        stats["baud"] = self.baud
+        return stats

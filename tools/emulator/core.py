@@ -1,107 +1,191 @@
 """The WizFi250 module as a sans-IO state machine (protocol reference section 10).
 
-Bytes from the host go in through ``feed``; bytes for the host collect in
-``out`` (the caller paces them onto the UART). The network side is a
-``net`` object the caller supplies: the core asks it to listen, connect,
-send and close, and the caller reports back through ``accepted``,
-``connected``, ``connect_failed``, ``received`` and ``peer_closed``.
-Time comes in through ``tick(now)``, so tests drive it without sleeping.
+Bytes from the host go in through ``feed`` into the module's 2048-byte receive
+ring; the command task consumes them whenever it is not busy (a join, the
+100 ms sleeps of SCON/SMGMT, a reset...). Bytes for the host collect in
+``out``; the caller paces them onto the UART. The network side is a ``net``
+object the caller supplies: the core asks it to ``listen``, ``unlisten``,
+``connect``, ``udp``, ``send``, ``close`` and ``uart``; the caller reports back
+through ``accepted``, ``connected``, ``connect_failed``, ``received`` and
+``peer_closed``. Time comes in only through ``tick(now)`` (seconds, any
+origin), so tests drive the core byte for byte without sleeping.
+
+Section numbers in comments refer to ../shared/docs/wizfi250-protocol.md.
 """
 
 import random
+import re
 
 BANNER = b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)"
-MAX_FRAME = 1460
-RELISTEN_S = 1.1  # the multi-connection housekeeping period (reference 5.3)
-CONNECT_OK_DELAY_S = 0.1  # SCON sleeps 100 ms before its [OK] (reference 5.2)
+MAX_FRAME = 1460  # 3.2: frames of at most one MSS
+RX_RING = 2048  # 1.2 / 6.5: the module's UART receive ring
+LINE_MAX = 255  # 1.2: a 256-byte line buffer
+SSEND_CHUNK = 1400  # 4.4: payload read in chunks of min(remaining, 1400) ...
+SSEND_PIECE = 1024  # ... each taken in pieces of up to 1024 once complete in the ring
+RELISTEN_S = 1.1  # 5.3: the housekeeping task's period
+SCON_SLEEP_S = 0.1  # 5.2: SCON sleeps 100 ms before returning [OK]
+CLOSE_SLEEP_S = 0.1  # 5.5 / 6.1: SMGMT=ALL and WLEAVE pause 100 ms per socket
+RESET_S = 0.5  # 6.4: MRESET waits 500 ms before resetting
+JOIN_TRY_S = 0.1  # one association attempt (real hardware: seconds; gap 11.2)
+DHCP_S = 0.2  # DHCP lease (real: up to 15 s)
+HOLD_S = 0.25  # chaos injection: longest time output is held back waiting for an SSEND
+MAC = b"00:08:DC:11:22:33"
 
 OK = b"[OK]"
 ERROR = b"[ERROR]"
 INVALID = b"[ERROR: INVALID INPUT]"
 INVALID_SCID = b"[ERROR: INVALID SCID]"
 WIFI_STATUS = b"[ERROR: WiFi Status]"
+MODE_STATUS = b"[ERROR: Mode Status]"
+TCP_SEND_ERROR = b"\r\n[TCP Send Error]"  # 1.5: can replace [OK] as SSEND's final line
+
+SECTYPES = ("", "OPEN", "WEP", "WPA", "WPAAES", "WPA2AES", "WPA2TKIP", "WPA2")
+SOCK_TYPES = (b"TSN", b"TCN", b"USN", b"UCN")
+
+FACTORY = {  # 6.4: the factory profile
+    "mode": 0,
+    "ssid": "WizFiAP",
+    "bssid": "00:00:00:00:00:00",
+    "channel": 0,
+    "sectype": "WPA2",
+    "key": "12345678",
+    "ap_ssid": "WizFiSoftAP",
+    "ap_channel": 1,
+    "ap_sectype": "WPA2",
+    "ap_key": "12345678",
+    "dhcp": 1,
+    "ip": "192.168.12.101",
+    "mask": "255.255.255.0",
+    "gw": "192.168.12.1",
+    "scon": "O,TSN,,0,5000,1",
+    "level": 2,
+    "echo": 1,
+    "evtmsg": 0,
+    "uset": "115200,N,8,1,N",
+    "fsock": (5000, 5000, 5, 100, 0, 0, 0, 0, 0),
+    "country": "AU",
+}
+
+_SPECIAL = re.compile(rb"[\r\n\x08]")
 
 
 class Sock:
     def __init__(self, kind, local_port, remote=("0.0.0.0", 0)):
         self.kind = kind  # b"TSN", b"TCN", b"USN", b"UCN"
         self.local_port = local_port
-        self.remote = remote
+        self.remote = remote  # (ip text, port)
         self.listening = kind == b"TSN"
+        self.connected = kind != b"TCN"  # a TCP client is not until its handshake completes
 
 
 class Chaos:
     def __init__(self):
-        self.inject = False  # hold received frames and events, release them inside SSENDs
-        self.ok_delay = 0.0  # seconds before an SSEND's final line
-        self.send_error = 0.0  # probability of [TCP Send Error] as SSEND's final line
+        self.inject = False  # hold frames and events back, release them at each point of an SSEND
+        self.ok_delay = 0.0  # seconds between an SSEND's payload and its final line
+        self.send_error = 0.0  # probability of [TCP Send Error] as an SSEND's final line
 
 
 class Module:
-    def __init__(self, net, ap=("WizFiAP", "12345678"), seed=None):
+    def __init__(self, net, ap=("WizFiAP", "12345678"), seed=None, now=0.0, baud=115200):
         self.net = net
-        self.ap = ap  # the one network this world contains: (ssid, key)
+        self.ap = ap  # the one network this world contains: (ssid, key); key "" = open
+        self.ap_present = True
         self.rng = random.Random(seed)
         self.chaos = Chaos()
         self.out = bytearray()
-        self.now = 0.0
-        self.stats = {"commands": 0, "ssend": 0, "rx_bytes": 0, "tx_bytes": 0, "resets": 0}
+        self.rx = bytearray()  # the UART receive ring, at most RX_RING bytes
+        self.now = now
+        self.timers = []  # (due, seq, fn)
+        self._seq = 0
+        self.stats = {"commands": 0, "ssend": 0, "ssend_bytes": 0, "rx_bytes": 0, "rx_dropped": 0,
+                      "resets": 0, "frames": 0, "frame_bytes": 0}  # fmt: skip
+        self.factory = dict(FACTORY, uset="%d,N,8,1,N" % (baud or 115200))
+        self.saved = dict(self.factory)  # the flash profile
         self._boot()
 
     # --- state --------------------------------------------------------------
 
     def _boot(self):
-        self.echo = True
-        self.level = 2
-        self.evtmsg = False
-        self.multi = False  # AT+FSOCK=9,1
+        """Power-on: the RAM profile from flash, nothing open, the banner (2.4)."""
+        self.prof = dict(self.saved)
+        self.echo = bool(self.prof["echo"])
+        self.level = self.prof["level"]
         self.line = bytearray()
         self.prev = b""
-        self.busy_until = 0.0  # the command task is busy (SSEND, WJOIN) until then
-        self.payload = None  # SSEND in progress: [sid, size, bytearray, deadline, addr]
+        self.busy_until = self.now  # the command task is busy until then
+        self.payload = None  # an SSEND in progress (dict)
         self.sockets = {}
-        self.tsn_port = 0
+        self.tsn_port = 0  # the last TCP server port (multi-connection relisten)
         self.next_relisten = self.now + RELISTEN_S
         self.joined = False
-        self.mode = 0
-        self.ssid = "WizFiAP"
-        self.key = "12345678"
-        self.dhcp = True
+        self.link_mode = None  # "STA" or "AP" while joined
         self.ip = ""
-        self.held = []  # chaos: output held back for the next SSEND injection point
+        self.gw = ""
+        self.next_client_port = 30000 + self.rng.randint(1, 10000)
+        self.held = []  # chaos: output held back for the next SSEND's injection points
+        self.held_since = 0.0
         self.timers = []
+        self.rx.clear()
         self.print_line(BANNER, 2)
 
+    @property
+    def evtmsg(self):
+        return bool(self.prof["evtmsg"])
+
+    @property
+    def fsock9(self):
+        return self.prof["fsock"][8]
+
+    @property
+    def multi(self):
+        return self.fsock9 != 0
+
     def reset(self):
-        """A module reset: every socket closes, then the banner (reference 6.4)."""
+        """A hardware-like reset: every socket closes silently, then the banner."""
         self.stats["resets"] += 1
         for sid in list(self.sockets):
             self.net.close(sid)
+        self.net.unlisten(None)
+        self.payload = None
         self._boot()
 
+    def factory_reset(self):
+        self.saved = dict(self.factory)
+        self.reset()
+
     def link_down(self):
+        """The AP went away (or WLEAVE): [DISCONNECT n] for each socket, [Link-Down Event]."""
         for sid in sorted(self.sockets):
-            self._close(sid)
+            self._close(sid, async_=True)
+        self.net.unlisten(None)
         if self.joined:
             self.joined = False
-            self.ip = ""
+            self.link_mode = None
+            self.ip = self.gw = ""
             self.event(b"[Link-Down Event]", 1)
 
     # --- output -------------------------------------------------------------
 
     def print_line(self, text, level):
+        """A print from the command task, gated by AT+MMSG (1.6)."""
         if self.level >= level:
             self.out += text + b"\r\n"
 
-    def event(self, text, level):
-        data = b"\r\n" + text + b"\r\n"
+    def event(self, text, level, async_=True):
+        """An event: a leading CRLF, the text, CRLF (2.1). Socket-thread events are 'async'."""
         if self.level >= level:
-            self._async_out(data)
+            data = b"\r\n" + text + b"\r\n"
+            if async_:
+                self._async_out(data)
+            else:
+                self.out += data
 
     def _async_out(self, data):
-        """Output from a socket thread. Under chaos injection it is held back
-        and released inside the next SSEND (or after a short while)."""
-        if self.chaos.inject and self.payload is None:
+        """Output from a socket thread. Under chaos injection it is held back and
+        released at the injection points of the next SSEND (or after HOLD_S)."""
+        if self.held or (self.chaos.inject and self.payload is None):
+            if not self.held:
+                self.held_since = self.now
             self.held.append(data)
         else:
             self.out += data
@@ -111,62 +195,118 @@ class Module:
             self.out += data
         self.held = []
 
+    def inject_point(self):
+        if self.held:
+            self.out += self.held.pop(0)
+
     def frame(self, sid, data, peer):
+        """Received data: {sid,ip,port,len} + payload + CRLF, never gated (3.1)."""
         for i in range(0, len(data), MAX_FRAME):
             part = data[i : i + MAX_FRAME]
             head = b"{%x,%s,%d,%d}" % (sid, peer[0].encode(), peer[1], len(part))
+            self.stats["frames"] += 1
+            self.stats["frame_bytes"] += len(part)
             self._async_out(head + part + b"\r\n")
 
     # --- time ---------------------------------------------------------------
 
     def later(self, delay, fn):
-        self.timers.append((self.now + delay, fn))
+        self._seq += 1
+        self.timers.append((self.now + delay, self._seq, fn))
+
+    def busy_for(self, delay):
+        self.busy_until = max(self.busy_until, self.now + delay)
+
+    def busy(self):
+        return self.payload is None and self.now < self.busy_until
 
     def tick(self, now):
-        self.now = now
-        due = [t for t in self.timers if t[0] <= now]
-        if due:
-            self.timers = [t for t in self.timers if t[0] > now]
-            for _, fn in sorted(due, key=lambda t: t[0]):
-                fn()
-        if self.payload is not None and now >= self.payload[3]:
+        """Advance the clock to ``now``: due timers fire at their own times, in order."""
+        while self.timers:
+            first = min(self.timers)
+            if first[0] > now:
+                break
+            self.timers.remove(first)
+            self.now = max(self.now, first[0])
+            first[2]()
+            self._process()
+        self.now = max(self.now, now)
+        if self.payload is not None and self.now >= self.payload["deadline"]:
             self._ssend_timeout()
-        if self.multi and now >= self.next_relisten:
-            self.next_relisten = now + RELISTEN_S
+        if self.multi and self.now >= self.next_relisten:
+            self.next_relisten = self.now + RELISTEN_S
             if self.idle():
                 self._relisten()
-        if self.held and self.idle() and self.rng.random() < 0.2:
+        if self.held and self.payload is None and self.now - self.held_since >= HOLD_S:
             self.release_held()  # held output still flows when no SSEND comes
+        self._process()
+
+    def next_timer(self):
+        """When the core next needs a tick (None: only on input)."""
+        times = [t[0] for t in self.timers]
+        if self.payload is not None:
+            times.append(self.payload["deadline"])
+        if self.multi:
+            times.append(self.next_relisten)
+        if self.held:
+            times.append(self.held_since + HOLD_S)
+        if self.rx and self.busy():
+            times.append(self.busy_until)
+        return min(times) if times else None
 
     def idle(self):
-        return self.payload is None and self.now >= self.busy_until
+        """The command task is idle: no command running, nothing waiting in the ring (5.3)."""
+        return self.payload is None and not self.busy() and not self.rx
 
     def _relisten(self):
-        if not self.tsn_port:
+        """The housekeeping task re-creates the multi-connection listener (5.3 step 3)."""
+        if not self.tsn_port or not self.joined:
             return
         for s in self.sockets.values():
-            if s.listening and s.local_port == self.tsn_port:
+            if s.kind == b"TSN" and s.local_port == self.tsn_port and s.listening:
                 return
         sid = self._free_id()
         if sid >= 0:
+            self.prof["scon"] = "O,TSN,0.0.0.0,0,%d,0" % self.tsn_port  # the internal SCON's side effect
             self._listen(sid, self.tsn_port)
 
     # --- host input ---------------------------------------------------------
 
+    def rx_room(self):
+        return RX_RING - len(self.rx)
+
     def feed(self, data):
+        """Bytes from the host's UART into the ring; what does not fit is lost (and
+        counted). Returns the number of bytes the ring took."""
         self.stats["rx_bytes"] += len(data)
-        i = 0
-        while i < len(data):
+        room = RX_RING - len(self.rx)
+        if len(data) > room:
+            self.stats["rx_dropped"] += len(data) - room
+            data = data[:room]
+        self.rx += data
+        self._process()
+        return len(data)
+
+    def _process(self):
+        rx = self.rx
+        while rx and not self.busy():
             if self.payload is not None:
-                p = self.payload
-                take = min(p[1] - len(p[2]), len(data) - i)
-                p[2] += data[i : i + take]
-                i += take
-                if len(p[2]) == p[1]:
-                    self._ssend_done()
+                if not self._take_payload():
+                    return
                 continue
-            c = data[i]
-            i += 1
+            m = _SPECIAL.search(rx)
+            end = m.start() if m else len(rx)
+            if end:  # a run of ordinary characters: echoed as they are, kept up to 255
+                run = bytes(rx[:end])
+                del rx[:end]
+                if self.echo:
+                    self.out += run
+                room = LINE_MAX - len(self.line)
+                if room > 0:
+                    self.line += run[:room]
+                continue
+            c = rx[0]
+            del rx[:1]
             if c == 13:
                 if self.echo:
                     self.out += b"\r\n"
@@ -174,185 +314,313 @@ class Module:
                 self.line = bytearray()
                 if line:
                     self._execute(line)
-            elif c == 10:
-                continue
             elif c == 8:
                 if self.echo:
-                    self.out.append(c)
+                    self.out.append(8)
                 if self.line:
                     self.line.pop()
-            else:
-                if self.echo:
-                    self.out.append(c)
-                if len(self.line) < 255:
-                    self.line.append(c)
+            # LF (10): silently discarded, not echoed (1.2)
 
     def _execute(self, line):
         self.stats["commands"] += 1
-        if line[:2].upper() == b"A/":
+        if line[:2].upper() == b"A/":  # re-executes the previous line
             line = self.prev
         self.prev = line
         if line[:2].upper() != b"AT":
-            return self.print_line(INVALID, 2)
+            return self.invalid()
         rest = line[2:]
         if not rest:
-            return self.print_line(OK, 2)
+            return self.ok()
         upper = rest.upper()
-        for name, handler in COMMANDS:
+        for name, handler in COMMANDS:  # prefix match, table order, case-insensitive
             if upper.startswith(name):
                 return handler(self, rest[len(name) :].decode("latin-1"))
-        self.print_line(INVALID, 2)
+        self.invalid()
 
     def ok(self):
         self.print_line(OK, 2)
 
+    def error(self):
+        self.print_line(ERROR, 2)
+
     def invalid(self):
         self.print_line(INVALID, 2)
+
+    def _flag(self, key, arg):
+        """The =<0|1> / =? commands backed by one profile entry."""
+        if arg == "?":
+            self.print_line(b"%d" % self.prof[key], 1)
+        elif arg in ("0", "1"):
+            self.prof[key] = int(arg)
+        else:
+            return self.invalid()
+        self.ok()
 
     # --- system commands ----------------------------------------------------
 
     def cmd_mecho(self, arg):
-        if arg == "?":
-            self.print_line(b"1" if self.echo else b"0", 1)
-        elif arg in ("0", "1"):
-            self.echo = arg == "1"
-        else:
-            return self.invalid()
-        self.ok()
+        self._flag("echo", arg)
+        self.echo = bool(self.prof["echo"])
 
     def cmd_mmsg(self, arg):
         if arg == "?":
             self.print_line(b"%d" % self.level, 1)
         elif arg in ("1", "2", "3"):
-            self.level = int(arg)
+            self.level = self.prof["level"] = int(arg)
         else:
             return self.invalid()
         self.ok()
 
     def cmd_mevtmsg(self, arg):
-        if arg == "?":
-            self.print_line(b"1" if self.evtmsg else b"0", 1)
-        elif arg in ("0", "1"):
-            self.evtmsg = arg == "1"
-        else:
-            return self.invalid()
-        self.ok()
+        self._flag("evtmsg", arg)
 
     def cmd_minfo(self, arg):
         self.print_line(b"FW version/HW version", 1)
         self.print_line(b"1.0.5.2/WizFi250 Rev 1.0", 1)
         self.ok()
 
+    def _shutdown_and_reset(self, then=None):
+        """MRESET/MFDEF (6.4): [OK] is already out; close sockets, leave, 500 ms, reset."""
+        for sid in sorted(self.sockets):
+            self._close(sid, async_=False)
+        if self.joined:
+            self.joined = False
+            self.event(b"[Link-Down Event]", 1, async_=False)
+        self.busy_for(RESET_S)
+        self.later(RESET_S, then or self.reset)
+
     def cmd_mreset(self, arg):
         self.ok()
-        self.later(0.5, self.reset)
+        self._shutdown_and_reset()
 
     def cmd_mfdef(self, arg):
         if arg.upper() != "FR":
             return self.invalid()
         self.ok()
-        self.later(0.5, self.reset)
+        self._shutdown_and_reset(self.factory_reset)
 
     def cmd_mprof(self, arg):
-        if arg.upper() not in ("S", "L", "VD", "VG"):
+        what = arg.upper()
+        if what == "S":
+            self.saved = dict(self.prof)
+        elif what == "L":
+            self.prof = dict(self.saved)
+            self.echo, self.level = bool(self.prof["echo"]), self.prof["level"]
+        elif what in ("VD", "VG"):
+            p = self.saved if what == "VD" else self.prof
+            for line in (
+                "+WSET=%d,%s,%s,%d" % (p["mode"], p["ssid"], p["bssid"], p["channel"]),
+                "+WSEC=%d,%s,%s" % (p["mode"], p["sectype"], p["key"]),
+                "+WNET=%d,%s,%s,%s" % (p["dhcp"], p["ip"], p["mask"], p["gw"]),
+                "+WREG=%s" % p["country"],
+                "+SCON=%s" % p["scon"],
+                "+SFORM=111111111,7B,2C,7D,0D,0A",
+                "+MMSG=%d" % p["level"],
+                "+MMAC=%s" % MAC.decode(),
+                "+USET=%s" % p["uset"],
+                "+MECHO=%d" % p["echo"],
+                "+FWEBS=0,M",
+                "+FGPIO=0",
+            ):
+                self.print_line(line.encode("latin-1"), 1)
+        else:
             return self.invalid()
-        if arg.upper() in ("VD", "VG"):
-            self.print_line(b"+WSET=%d,%s" % (self.mode, self.ssid.encode()), 1)
-            self.print_line(b"+MECHO=%d" % self.echo, 1)
-            self.print_line(b"+MMSG=%d" % self.level, 1)
         self.ok()
 
     def cmd_uset(self, arg):
         if arg == "?":
-            self.print_line(b"115200,N,8,1,N", 1)
+            self.print_line(self.prof["uset"].encode(), 1)
             return self.ok()
-        if len(arg.split(",")) < 5:
+        f = arg.upper().split(",")
+        if len(f) < 5 or not f[0].isdigit() or f[1] not in ("N", "E", "O") or f[2] not in ("7", "8"):
             return self.invalid()
-        self.ok()  # the line rate is the bridge's business: --baud
+        if f[2] == "7" and f[1] == "N" or f[3] not in ("0.5", "1", "1.5", "2") or f[4] not in ("N", "HW"):
+            return self.invalid()
+        # The baud rate is not validated by the firmware (6.4).
+        self.prof["uset"] = self.saved["uset"] = ",".join(f[:5])  # USET saves at once
+        self.ok()
+        if len(f) > 5 and f[5] == "W":
+            return  # saved only; takes effect at the next reset
+        self.busy_for(SCON_SLEEP_S)
+        self.later(SCON_SLEEP_S, self._uset_reset)
+
+    def _uset_reset(self):
+        baud, _, _, _, fc = self.saved["uset"].split(",")
+        self.net.uart(int(baud), fc == "HW")  # the banner comes out at the new rate
+        self.reset()
 
     # --- Wi-Fi --------------------------------------------------------------
 
     def cmd_wset(self, arg):
+        p = self.prof
         if arg == "?":
-            self.print_line(b"%d,%s,00:00:00:00:00:00,6" % (self.mode, self.ssid.encode()), 1)
+            ssid = p["ssid"] if p["mode"] == 0 else p["ap_ssid"]
+            ch = p["channel"] if p["mode"] == 0 else p["ap_channel"]
+            self.print_line(("%d,%s,%s,%d" % (p["mode"], ssid, p["bssid"].lower(), ch)).encode("latin-1"), 1)
             return self.ok()
         mode, _, rest = arg.partition(",")
         if mode not in ("0", "1") or not rest:
             return self.invalid()
-        self.mode = int(mode)
-        # The 1.0.5.2 quirk: in STA mode everything after the first comma is the SSID.
-        self.ssid = rest if mode == "0" else rest.split(",")[0]
+        if mode == "0":
+            # The 1.0.4.8+ "binary SSID" quirk (6.1): in STA mode everything after the
+            # first comma is the SSID, commas included.
+            if len(rest) > 32:
+                return self.invalid()
+            changes = {"mode": 0, "ssid": rest}
+        else:
+            f = rest.split(",")
+            if not 0 < len(f[0]) <= 32:
+                return self.invalid()
+            ch = f[2] if len(f) > 2 and f[2] else "6"
+            if not ch.isdigit():
+                return self.invalid()
+            changes = {"mode": 1, "ap_ssid": f[0], "ap_channel": int(ch)}
+        p.update(changes)
+        self.saved.update(changes)  # WSET writes flash at once
         self.ok()
 
     def cmd_wsec(self, arg):
+        p = self.prof
         if arg == "?":
-            self.print_line(b"%d,,%s" % (self.mode, self.key.encode()), 1)
+            sectype, key = (p["sectype"], p["key"]) if p["mode"] == 0 else (p["ap_sectype"], p["ap_key"])
+            if sectype in ("OPEN", ""):
+                key = "0"  # 6.1: open -> 0,OPEN,0 and auto -> 0,,0
+            self.print_line(("%d,%s,%s" % (p["mode"], sectype, key)).encode("latin-1"), 1)
             return self.ok()
-        fields = arg.split(",", 2)
-        if len(fields) < 3:
+        f = arg.split(",", 2)  # since 1.0.4.9 the key is the rest of the line (6.1)
+        if len(f) < 2 or f[0] not in ("0", "1") or f[1].upper() not in SECTYPES:
             return self.invalid()
-        self.key = fields[2]
+        sectype, key = f[1].upper(), (f[2] if len(f) > 2 else "")
+        if sectype != "OPEN" and not _valid_key(sectype, key):
+            return self.invalid()
+        if f[0] == "1":
+            if sectype == "WEP":
+                return self.invalid()  # no WEP in AP mode
+            changes = {"ap_sectype": sectype, "ap_key": key}
+        else:
+            changes = {"sectype": sectype, "key": key}
+        p.update(changes)
+        self.saved.update(changes)
         self.ok()
 
     def cmd_wnet(self, arg):
+        p = self.prof
         if arg == "?":
-            self.print_line(b"%d,192.168.12.101,255.255.255.0,192.168.12.1" % self.dhcp, 1)
+            self.print_line(("%d,%s,%s,%s" % (p["dhcp"], p["ip"], p["mask"], p["gw"])).encode(), 1)
             return self.ok()
-        fields = arg.split(",")
-        if fields[0] in ("0", "1"):
-            self.dhcp = fields[0] == "1"
-        if len(fields) > 1 and fields[1]:
-            self.static_ip = fields[1]
+        f = arg.split(",")
+        if f[0] not in ("", "0", "1"):
+            return self.invalid()
+        for value in f[1:4]:
+            if value and not _is_ip(value.strip()):
+                return self.invalid()
+        if f[0]:
+            p["dhcp"] = int(f[0])
+        for key, value in zip(("ip", "mask", "gw"), f[1:4]):
+            if value:
+                p[key] = value.strip()
         self.ok()
+
+    def _network_ok(self):
+        """Whether the configured STA credentials can join the AP of this world."""
+        p = self.prof
+        ssid, key = self.ap
+        if not self.ap_present or p["ssid"] != ssid:
+            return False
+        if not key:
+            return p["sectype"] in ("", "OPEN")
+        return p["sectype"] not in ("OPEN", "WEP") and p["key"] == key
 
     def cmd_wjoin(self, arg):
         if self.joined:
-            text = b"Already Associated : Station Mode" if self.mode == 0 else b"Already Started : AP Mode"
+            text = b"Already Associated : Station Mode" if self.link_mode == "STA" else b"Already Started : AP Mode"
             self.print_line(text, 1)
             return self.ok()
-        self.busy_until = self.now + 0.3
-        self.later(0.3, self._join_done)
+        p = self.prof
+        if p["mode"] == 1:  # soft-AP: no Joining line in 1.0.5.2 (6.3)
+            self.busy_for(DHCP_S)
+            self.later(DHCP_S, lambda: (self._link_up("AP", p["ip"], p["ip"]), self.ok()))
+            return
+        ssid = p["ssid"].encode("latin-1")
+        good = self._network_ok()
+        attempts = 1 if good else (6 if p["sectype"] == "WEP" else 3)  # WEP: two per round
+        t = 0.0
+        for i in range(attempts):
+            self.later(t, lambda: self.print_line(b"Joining : " + ssid, 2))
+            t += JOIN_TRY_S
+            if good:
+                self.later(t, lambda: self.print_line(b"Successfully joined : " + ssid, 2))
+            else:
+                self.later(t, lambda: self.print_line(b"Failed to join: " + ssid, 2))
+        if good:
+            t += DHCP_S
+            ip, gw = ("127.0.0.1", "127.0.0.1") if p["dhcp"] else (p["ip"], p["gw"])
+            self.later(t, lambda: (self._link_up("STA", ip, gw), self.ok()))
+        else:
+            self.later(t, self.error)
+        self.busy_for(t)
 
-    def _join_done(self):
-        ssid = self.ssid.encode()
-        if self.mode == 1:
-            self._link_up(getattr(self, "static_ip", "192.168.12.1"), "192.168.12.1")
-            return self.ok()
-        if (self.ssid, self.key) != self.ap:
-            for _ in range(3):
-                self.print_line(b"Joining : " + ssid, 2)
-                self.print_line(b"Failed to join: " + ssid, 2)
-            return self.print_line(ERROR, 2)
-        self.print_line(b"Joining : " + ssid, 2)
-        self.print_line(b"Successfully joined : " + ssid, 2)
-        self._link_up("127.0.0.1", "127.0.0.1")
-        self.ok()
-
-    def _link_up(self, ip, gateway):
+    def _link_up(self, mode, ip, gateway):
         self.joined = True
-        self.ip = ip
-        self.out += b"\r\n[Link-Up Event]\r\n"
+        self.link_mode = mode
+        self.ip, self.gw = ip, gateway
+        self.event(b"[Link-Up Event]", 1, async_=False)  # precedes [OK] (6.1)
         self.print_line(b"  IP Addr    : " + ip.encode(), 2)
         self.print_line(b"  Gateway    : " + gateway.encode(), 2)
 
+    def rejoin(self):
+        """The Wi-Fi stack re-associated by itself (6.1, [I]): a new link-up block, no [OK]."""
+        if self.joined or not self._network_ok():
+            return
+        ssid = self.prof["ssid"].encode("latin-1")
+        self.joined, self.link_mode, self.ip, self.gw = True, "STA", "127.0.0.1", "127.0.0.1"
+        block = b""
+        if self.level >= 2:
+            block += b"Joining : %s\r\nSuccessfully joined : %s\r\n" % (ssid, ssid)
+        if self.level >= 1:
+            block += b"\r\n[Link-Up Event]\r\n"
+        if self.level >= 2:
+            block += b"  IP Addr    : 127.0.0.1\r\n  Gateway    : 127.0.0.1\r\n"
+        self._async_out(block)
+
     def cmd_wleave(self, arg):
-        self.link_down()
-        self.ok()
+        sids = sorted(self.sockets)
+        if not self.joined and not sids:
+            return self.ok()
+        t = 0.0
+        for sid in sids:
+            self.later(t, lambda sid=sid: self._close(sid, async_=False))
+            t += CLOSE_SLEEP_S
+        self.later(t, lambda: (self.link_down(), self.ok()))
+        self.busy_for(t)
 
     def cmd_wstat(self, arg):
         self.print_line(b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)", 1)
         if self.joined:
-            kind = b"STA" if self.mode == 0 else b"AP"
-            row = b"%s/%s/%s/%s/00:08:DC:11:22:33/31/45" % (kind, self.ssid.encode(), self.ip.encode(), b"127.0.0.1")
+            ssid = self.prof["ssid"] if self.link_mode == "STA" else self.prof["ap_ssid"]
+            row = b"%s/%s/%s/%s/%s/31/45" % (
+                self.link_mode.encode(), ssid.encode("latin-1"), self.ip.encode(), self.gw.encode(), MAC)
         else:
-            row = b"Down////00:08:DC:11:22:33/31/0"
+            row = b"Down////%s/31/0" % MAC
         self.print_line(row, 1)
         self.ok()
 
     def cmd_wscan(self, arg):
+        want = arg[1:].split(",")[0] if arg.startswith("=") else ""  # AT+WSCAN=<ssid>,...
+        rows = []
+        if self.ap_present:
+            sec = b"WPA2-Mixed" if self.ap[1] else b"Open"
+            rows.append((self.ap[0].encode("latin-1"), b"00:11:22:33:44:55", b"-45", b"72.2", sec, b"6"))
+        rows.append((b"Neighbour", b"00:11:22:33:44:66", b"-80", b"54", b"Open", b"11"))
         self.print_line(b"Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel", 1)
-        self.print_line(b"001/%s/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6" % self.ap[0].encode(), 1)
-        self.print_line(b"002/Neighbour/00:11:22:33:44:66/-80/54/Infra/Open/2.4/11", 1)
+        n = 0
+        for ssid, bssid, rssi, rate, sec, ch in rows:
+            if want and ssid != want.encode("latin-1"):
+                continue
+            n += 1
+            # 6.2: WizFi250 rows carry an extra network-type field (Infra) the header lacks.
+            self.print_line(b"%03d/%s/%s/%s/%s/Infra/%s/2.4/%s" % (n, ssid, bssid, rssi, rate, sec, ch), 1)
+        self.busy_for(0.05)
         self.ok()
 
     # --- sockets ------------------------------------------------------------
@@ -367,219 +635,316 @@ class Module:
         self.sockets[sid] = Sock(b"TSN", port)
         self.net.listen(sid, port)
         if self.evtmsg:
-            self.event(b"[LISTEN %x]" % sid, 1)
+            self.event(b"[LISTEN %x]" % sid, 1)  # 2.1: only with AT+MEVTMSG=1
 
     def cmd_scon(self, arg):
         if arg == "?":
-            self.print_line(b"O,TSN,0.0.0.0,0,%d,0" % self.tsn_port, 1)
+            self.print_line(self.prof["scon"].encode("latin-1"), 1)
             return self.ok()
-        fields = arg.split(",")
-        if len(fields) < 5:
+        f = [x.strip() for x in arg.split(",")]
+        f += [""] * (6 - len(f))
+        opened, kind = f[0].upper(), f[1].upper().encode()
+        rip, rport, lport, dm = f[2], f[3] or "0", f[4] or "0", f[5] or "0"
+        if opened not in ("O", "S", "SO") or not rport.isdigit() or not lport.isdigit() or dm not in ("0", "1"):
             return self.invalid()
-        opened, kind = fields[0].upper(), fields[1].upper().encode()
-        rip, rport, lport = fields[2], fields[3], fields[4]
-        if kind not in (b"TSN", b"TCN", b"USN", b"UCN") or opened not in ("O", "S", "SO"):
+        if kind in (b"USS", b"UCS"):
+            kind = kind[:2] + b"N"  # accepted, treated as plain UDP (5.1)
+        if kind not in SOCK_TYPES:
+            # TSS/TCS (SSL) are real but not modelled here.
             return self.invalid()
-        if len(fields) > 5 and fields[5] == "1":
-            return self.invalid()  # data mode: not modelled
-        if opened == "S":
-            return self.ok()
-        if not self.joined:
-            return self.print_line(WIFI_STATUS, 2)
-        try:
-            lport = int(lport or 0)
-            rport = int(rport or 0)
-        except ValueError:
+        rport, lport = int(rport), int(lport)
+        if rip and not _is_ip(rip):
             return self.invalid()
         if kind in (b"TCN", b"UCN") and (not rip or not 0 < rport < 65536):
             return self.invalid()
         if kind == b"TSN" and not 0 < lport < 65536:
             return self.invalid()
+        if kind == b"USN" and (bool(rip) != (rport > 0)):
+            return self.invalid()  # both or neither
+        if dm == "1":
+            # Data mode (5.7) is not modelled: refused as when another socket is open.
+            return self.invalid()
+        self.prof["scon"] = "%s,%s,%s,%d,%d,%s" % (opened, kind.decode(), rip or "0.0.0.0", rport, lport, dm)
+        if opened == "S":
+            return self.ok()  # a service socket, stored only
+        if not self.joined:
+            return self.print_line(WIFI_STATUS, 2)
+        if kind == b"USN" and rip:
+            for s in self.sockets.values():
+                if s.kind == b"USN" and s.remote == (rip, rport):
+                    return self.invalid()
         sid = self._free_id()
         if sid < 0:
             return self.print_line(INVALID_SCID, 2)
         if kind == b"TSN":
             self.tsn_port = lport
             self._listen(sid, lport)
+            # [OK] at once (the real handler sleeps 100 ms first; nothing observable changes).
             return self.ok()
-        remote = (_resolve(rip), rport) if rip else ("0.0.0.0", 0)
-        self.sockets[sid] = Sock(kind, lport or 30000 + self.rng.randint(1, 10000), remote)
         if kind == b"TCN":
-            self.net.connect(sid, remote)
-            self.busy_until = self.now + CONNECT_OK_DELAY_S
-            self.later(CONNECT_OK_DELAY_S, self.ok)
+            if not lport:
+                lport = self.next_client_port
+                self.next_client_port += 1
+            self.sockets[sid] = Sock(kind, lport, (rip, rport))
+            self.net.connect(sid, (rip, rport))
+            # The handler sleeps 100 ms before [OK]; the connect completes meanwhile,
+            # so [CONNECT n] (or [DISCONNECT n]) usually comes first (5.2).
+            self.busy_for(SCON_SLEEP_S)
+            self.later(SCON_SLEEP_S, self.ok)
             return
+        remote = (rip, rport) if rip else ("0.0.0.0", 0)
+        self.sockets[sid] = Sock(kind, lport, remote)
         self.net.udp(sid, lport, remote if rip else None)
-        self.event(b"[CONNECT %x]" % sid, 2)  # UDP: before the [OK] (reference 5.2)
+        self.event(b"[CONNECT %x]" % sid, 2, async_=False)  # UDP: before the [OK] (5.2)
         self.ok()
 
-    def _close(self, sid):
-        self.sockets.pop(sid, None)
+    def _close(self, sid, async_=True):
+        s = self.sockets.pop(sid, None)
+        if s is None:
+            return
         self.net.close(sid)
-        self.event(b"[DISCONNECT %x]" % sid, 1)
+        if s.kind == b"TSN" and not (self.multi and s.local_port == self.tsn_port):
+            if not any(o.kind == b"TSN" and o.local_port == s.local_port for o in self.sockets.values()):
+                self.net.unlisten(s.local_port)
+        self.event(b"[DISCONNECT %x]" % sid, 1, async_)
 
     def cmd_smgmt(self, arg):
         if arg == "?":
-            self.print_line(b"Number of Sockets : %d (SCID/Mode/Remote/Local/DataMode)" % len(self.sockets), 1)
+            n = len(self.sockets)
+            self.print_line(b"Number of Sockets : %d (SCID/Mode/Remote/Local/DataMode)" % n, 1)
             for sid in sorted(self.sockets):
                 s = self.sockets[sid]
-                self.print_line(b"%x/%s/%s:%d/%d/0" % (sid, s.kind, s.remote[0].encode(), s.remote[1], s.local_port), 1)
+                row = b"%x/%s/%s:%d/%d/0" % (sid, s.kind, s.remote[0].encode(), s.remote[1], s.local_port)
+                self.print_line(row, 1)
             return self.ok()
         if arg.upper() == "ALL":
+            # 100 ms after each close (1.1 s more with FSOCK option 9), then [OK] (5.3, 5.5).
+            pause = CLOSE_SLEEP_S + (RELISTEN_S if self.multi else 0)
+            t = 0.0
             for sid in sorted(self.sockets):
-                self._close(sid)
-            return self.ok()
-        if not arg.isdigit():
+                self.later(t, lambda sid=sid: self._close(sid, async_=False))
+                t += pause
+            self.later(t, self.ok)
+            self.busy_for(t)
+            return
+        if not arg.strip().isdigit():
             return self.print_line(INVALID_SCID, 2)
         sid = int(arg)
         if sid not in self.sockets:
             return self.invalid()
-        self.ok()
+        self.ok()  # either order is possible for a single close (5.5); this one is [OK] first
         self._close(sid)
 
     def cmd_ssend(self, arg):
-        fields = arg.split(",")
-        if len(fields) < 4 or not fields[0].isdigit() or not fields[3].isdigit():
+        f = arg.split(",")
+        if len(f) < 4 or not f[0].strip().isdigit() or not f[3].strip().isdigit():
             return self.invalid()
-        sid, size = int(fields[0]), int(fields[3])
+        sid, size = int(f[0]), int(f[3])
+        timeout = size + 10000  # 4.1: the default deadline, len + 10 s
+        if len(f) > 4 and f[4]:
+            if not f[4].strip().isdigit():
+                return self.invalid()
+            timeout = int(f[4])
         s = self.sockets.get(sid)
-        timeout = size + 10000
-        if len(fields) > 4:
-            if not fields[4].isdigit():
+        if s is None or s.listening or not s.connected:
+            return self.invalid()  # a bad or closed id is INVALID INPUT, not INVALID SCID (4.3)
+        ip, port = f[1].strip(), f[2].strip()
+        udp = s.kind in (b"USN", b"UCN")
+        if udp:
+            if ip and not _is_ip(ip) or port and not port.isdigit():
                 return self.invalid()
-            timeout = int(fields[4])
-        if s is None or s.listening:
-            return self.invalid()
-        addr = s.remote
-        if s.kind in (b"USN", b"UCN"):
-            if fields[1] or fields[2]:
-                addr = (_resolve(fields[1]) if fields[1] else s.remote[0], int(fields[2] or s.remote[1]))
-                s.remote = addr  # a given destination sticks (reference 4.1)
-            if not addr[1]:
-                return self.invalid()
+            if ip or int(port or 0):
+                # A given destination overwrites the stored one for good (4.1).
+                s.remote = (ip or s.remote[0], int(port or 0) or s.remote[1])
+            if not s.remote[1]:
+                return self.invalid()  # a UDP server that has heard nobody yet
         self.stats["ssend"] += 1
-        self.inject_point()
-        prompt = b"[%d,,,%d" % (sid, size)
-        if s.kind in (b"USN", b"UCN") and fields[1]:
-            prompt = b"[%d,%s,%s,%d" % (sid, fields[1].encode(), (fields[2] or "0").encode(), size)
-        if len(fields) > 4:
+        self.inject_point()  # chaos: after the echo
+        if udp and ip:
+            prompt = b"[%x,%s,%s,%d" % (sid, ip.encode(), (port or "0").encode(), size)
+        else:
+            prompt = b"[%x,,,%d" % (sid, size)
+        if len(f) > 4 and f[4]:
             prompt += b",%d" % timeout
-        self.out += prompt  # the prompt is two prints: frames may land between
-        self.inject_point()
-        self.out += b"]\r\n"
-        self.payload = [sid, size, bytearray(), self.now + timeout / 1000, addr]
+        if self.level >= 1:
+            self.out += prompt  # the prompt is two prints: frames may land between (4.7)
+            self.inject_point()
+            self.out += b"]\r\n"
+        else:
+            self.inject_point()
+        self.payload = {"sid": sid, "size": size, "sent": 0, "chunk": bytearray(),
+                        "chunk_size": min(size, SSEND_CHUNK), "deadline": self.now + timeout / 1000,
+                        "addr": s.remote, "sock": s, "status": OK}  # fmt: skip
         if size == 0:
-            self._ssend_done()
+            self._ssend_done()  # 0 is accepted: the prompt, then [OK], nothing sent (4.1)
 
-    def inject_point(self):
-        if self.chaos.inject and self.held:
-            self.out += self.held.pop(0)
+    def _take_payload(self):
+        """Consume payload pieces that are complete in the ring. Returns False when it
+        has to wait for more bytes."""
+        p = self.payload
+        need = p["chunk_size"] - len(p["chunk"])
+        piece = min(need, SSEND_PIECE)
+        if len(self.rx) < piece:
+            return False
+        p["chunk"] += self.rx[:piece]
+        del self.rx[:piece]
+        if len(p["chunk"]) == p["chunk_size"]:
+            self._send_chunk(bytes(p["chunk"]))
+            p["sent"] += p["chunk_size"]
+            p["chunk"] = bytearray()
+            p["chunk_size"] = min(p["size"] - p["sent"], SSEND_CHUNK)
+            if p["sent"] >= p["size"]:
+                self._ssend_done()
+        return True
+
+    def _send_chunk(self, data):
+        p = self.payload
+        if self.sockets.get(p["sid"]) is not p["sock"]:
+            p["status"] = INVALID_SCID  # the socket vanished mid-transfer (4.6)
+            return
+        self.stats["ssend_bytes"] += len(data)
+        self.net.send(p["sid"], data, p["sock"].remote)
 
     def _ssend_done(self):
-        sid, size, data, _, addr = self.payload
+        p = self.payload
         self.payload = None
-        s = self.sockets.get(sid)
-        if s is None:
-            return self._ssend_final(INVALID_SCID)
-        self.stats["tx_bytes"] += size
-        self.net.send(sid, bytes(data), addr)
-        self.busy_until = self.now + self.chaos.ok_delay
-        if self.chaos.send_error and self.rng.random() < self.chaos.send_error:
-            final = b"\r\n[TCP Send Error]"
-        else:
-            final = OK
+        final = p["status"]
+        if final == OK and self.chaos.send_error and self.rng.random() < self.chaos.send_error:
+            final = TCP_SEND_ERROR
         if self.chaos.ok_delay:
+            self.busy_for(self.chaos.ok_delay)
             self.later(self.chaos.ok_delay, lambda: self._ssend_final(final))
         else:
             self._ssend_final(final)
 
     def _ssend_final(self, final):
-        self.inject_point()
-        self.print_line(final, 1 if final.endswith(b"Error]") else 2)
+        self.inject_point()  # chaos: between the payload and [OK]
+        self.print_line(final, 1 if final == TCP_SEND_ERROR else 2)
 
     def _ssend_timeout(self):
-        data = self.payload[2]
+        """Deadline passed (4.5): [ERROR]. Completed pieces of the failing chunk are
+        discarded; the bytes of an incomplete piece stay in the ring and, like
+        everything after them, are parsed as command text."""
         self.payload = None
-        self.print_line(ERROR, 2)
-        # Completed 1024-byte pieces were consumed; the bytes of an incomplete
-        # one stay in the UART ring and become command text (reference 4.5).
-        self.feed(bytes(data[len(data) - len(data) % 1024 :]))
+        self.error()
+        self._process()
 
     def cmd_fsock(self, arg):
+        opts = list(self.prof["fsock"])
         if arg == "?":
-            self.print_line(b"5000,5000,5,100,0,0,0,0", 1)
+            self.print_line(",".join(str(v) for v in opts[:8]).encode(), 1)  # option 9 not shown
             return self.ok()
         opt, _, value = arg.partition(",")
-        if not opt.isdigit() or not value.isdigit() or not 1 <= int(opt) <= 9:
+        if not opt.strip().isdigit() or not value.strip().isdigit():
             return self.invalid()
-        if opt == "9":
-            self.multi = value == "1"
+        opt, value = int(opt), int(value)
+        ranges = {1: (2000, 20000), 2: (2000, 20000), 4: (10, 1 << 31), 5: (5, 3600), 6: (10, 1000),
+                  7: (5, 1000), 8: (5, 1000)}  # fmt: skip
+        if not 1 <= opt <= 9:
+            return self.invalid()
+        if opt in ranges and value != 0 and not ranges[opt][0] <= value <= ranges[opt][1]:
+            return self.invalid()
+        if opt == 4 and value == 0:
+            return self.invalid()
+        opts[opt - 1] = value
+        self.prof["fsock"] = tuple(opts)
         self.ok()
 
     def cmd_fdns(self, arg):
         host, _, timeout = arg.partition(",")
-        if not host or not timeout.isdigit():
+        if not host or not timeout.strip().isdigit():
             return self.invalid()
+        if not self.joined:
+            return self.error()
+        self.busy_for(0.01)
         self.print_line(_resolve(host).encode(), 1)
         self.ok()
 
     def cmd_fping(self, arg):
         count, _, ip = arg.partition(",")
-        if not count.isdigit() or int(count) > 50 or not ip:
+        if not count.isdigit() or not 0 < int(count) <= 50 or not _is_ip(ip.strip()):
             return self.invalid()
+        t = 0.0
         for _ in range(int(count)):
-            self.print_line(b"Ping Reply :   1 ms", 1)
-        self.ok()
+            t += 0.005
+            line = b"Ping Reply :   1 ms" if self.joined else b"Ping error"
+            self.later(t, lambda line=line: self.print_line(line, 1))
+        self.later(t, self.ok)
+        self.busy_for(t)
 
     # --- network side -------------------------------------------------------
 
-    def accepted(self, peer):
-        """A client reached the listener (the bridge calls this only while one exists)."""
+    def listener_sid(self, port=None):
         for sid, s in sorted(self.sockets.items()):
-            if s.listening and s.local_port == self.tsn_port:
-                s.listening = False
-                s.remote = peer
-                self.event(b"[CONNECT %x]" % sid, 2)
+            if s.listening and (port is None or s.local_port == port):
                 return sid
         return -1
 
-    def listener_sid(self):
-        for sid, s in self.sockets.items():
-            if s.listening:
-                return sid
-        return -1
+    def accepted(self, peer, port=None):
+        """A client reached a listener (the bridge calls this only while one exists).
+        The listening id becomes the connection (5.3). Returns the id or -1."""
+        sid = self.listener_sid(port)
+        if sid < 0:
+            return -1
+        s = self.sockets[sid]
+        s.listening = False
+        s.remote = (peer[0], peer[1])
+        self.event(b"[CONNECT %x]" % sid, 2)
+        return sid
 
     def connected(self, sid):
-        if sid in self.sockets:
+        s = self.sockets.get(sid)
+        if s is not None:
+            s.connected = True
             self.event(b"[CONNECT %x]" % sid, 2)
 
     def connect_failed(self, sid):
         if self.sockets.pop(sid, None) is not None:
-            self.event(b"[DISCONNECT %x]" % sid, 1)  # no [CONNECT] before it (reference 5.2)
+            self.event(b"[DISCONNECT %x]" % sid, 1)  # no [CONNECT] before it (5.2)
 
     def received(self, sid, data, peer):
         s = self.sockets.get(sid)
         if s is None:
             return
         if s.kind == b"USN":
-            s.remote = peer  # the last sender becomes the destination
+            s.remote = (peer[0], peer[1])  # the last sender becomes the destination (5.4)
         self.frame(sid, data, peer)
 
     def peer_closed(self, sid):
         s = self.sockets.pop(sid, None)
         if s is None:
             return
+        self.net.close(sid)
         self.event(b"[DISCONNECT %x]" % sid, 1)
-        if s.kind == b"TSN" and not self.multi:
-            self._listen(sid, s.local_port)  # single-connection mode re-listens on the same id
+        if s.kind == b"TSN" and self.fsock9 != 1 and self.joined:
+            # Single-connection mode re-listens on the same id (5.3); FSOCK 9 values
+            # other than 1 keep this per-thread re-listen as well.
+            self._listen(sid, s.local_port)
+        elif s.kind == b"TSN" and not self.multi:
+            self.net.unlisten(s.local_port)
+
+
+def _is_ip(text):
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+def _valid_key(sectype, key):
+    if sectype == "WEP":
+        return len(key) in (5, 13) or len(key) in (10, 26) and _is_hex(key)
+    if sectype == "":
+        return 0 < len(key) <= 128
+    return 8 <= len(key) <= 63 or len(key) == 128 and _is_hex(key)
+
+
+def _is_hex(text):
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def _resolve(host):
     """Every name in this world is the host itself."""
-    parts = host.split(".")
-    if len(parts) == 4 and all(p.isdigit() for p in parts):
-        return host
-    return "127.0.0.1"
+    host = host.strip()
+    return host if _is_ip(host) else "127.0.0.1"
 
 
 COMMANDS = (
