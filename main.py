@@ -169,8 +169,8 @@ def _heap_free():
     return gc.mem_free() if hasattr(gc, "mem_free") else None
 
 
-async def main(config, uart_path=None):
-    engine = Engine(open_transport(config["uart"], uart_path))
+async def main(config, transport):
+    engine = Engine(transport)
     engine.start()
     net = Net(engine, config["http"].get("max_handlers", 6), config["http"].get("idle_ms", 5000))
     wifi = WiFi(engine)
@@ -203,7 +203,8 @@ def start():
     except ConfigError as e:
         print("wizfi250: configuration error:", e)
         return
-    asyncio.run(main(config, uart_path))
+    asyncio.run(main(config, open_transport(config["uart"], uart_path)))
 
 
-start()
+if __name__ == "__main__":
+    start()

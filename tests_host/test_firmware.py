@@ -1,6 +1,7 @@
 """The whole firmware (main.py + driver + Microdot) under the MicroPython unix port,
 through the emulator, with real clients on 127.0.0.1."""
 
+import asyncio
 import concurrent.futures
 import hashlib
 import json
@@ -8,19 +9,23 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 from mpy import MICROPYTHON, ROOT
+from ptytransport import PtyTransport
 from test_emulator_bridge import Running, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
 
 class Firmware:
-    def __init__(self, tmp, baud=0, chaos=False):
+    """main.py against the emulator: under MicroPython (a subprocess) or CPython (a thread)."""
+
+    def __init__(self, tmp, baud=0, chaos=False, interpreter="micropython"):
         self.http = free_port()
         self.udp = free_port()
         self.tcp_peer = socket.create_server(("127.0.0.1", 0))
@@ -40,6 +45,27 @@ class Firmware:
             "udp": {"echo_port": 5007, "status_to": ["127.0.0.1", self.status_rx.getsockname()[1]], "status_every_s": 1},
         }  # fmt: skip
         (tmp / "config.json").write_text(json.dumps(config))
+        self.proc = None
+        if interpreter == "cpython":
+            self._start_in_process(config)
+        else:
+            self._start_micropython(tmp)
+        self.module.buf = b""
+        self.wait_serving(30)
+
+    def _start_in_process(self, config):
+        import main
+
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+        async def start():
+            return PtyTransport(self.module.emu.serial_path)
+
+        transport = asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
+        self.task = asyncio.run_coroutine_threadsafe(main.main(config, transport), self.loop)
+
+    def _start_micropython(self, tmp):
         build = tmp / "mpy"
         subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py"), str(build)], check=True)
         env = dict(os.environ, MICROPYPATH=".frozen:%s" % build, WIZFI_CONFIG=str(tmp / "config.json"))
@@ -48,8 +74,6 @@ class Firmware:
             [MICROPYTHON, "-X", "heapsize=256K", os.path.join(ROOT, "main.py"), "--uart", self.module.emu.serial_path],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        self.module.buf = b""
-        self.wait_serving(30)
 
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.http, path)
@@ -65,7 +89,7 @@ class Firmware:
             try:
                 return self.get("/", timeout=5)
             except (OSError, urllib.error.URLError):
-                assert self.proc.poll() is None, "firmware exited"
+                assert self.proc is None or self.proc.poll() is None, "firmware exited"
                 assert time.monotonic() < deadline, "not serving after %d s" % seconds
                 time.sleep(0.2)
 
@@ -75,9 +99,13 @@ class Firmware:
             return json.loads(c.makefile().readline())
 
     def stop(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.log.close()
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+        else:
+            self.task.cancel()
+            self.loop.call_soon_threadsafe(self.loop.stop)
         self.module.close()
         self.tcp_peer.close()
         self.status_rx.close()
@@ -90,9 +118,9 @@ def firmware(tmp_path):
     fw.stop()
 
 
-@pytest.fixture
-def chaotic_firmware(tmp_path):
-    fw = Firmware(tmp_path, chaos=True)
+@pytest.fixture(params=["micropython", "cpython"])
+def chaotic_firmware(tmp_path, request):
+    fw = Firmware(tmp_path, chaos=True, interpreter=request.param)
     yield fw
     fw.stop()
 
