@@ -279,13 +279,19 @@ class Module:
         """Bytes from the host's UART into the ring; what does not fit is lost (and
         counted). Returns the number of bytes the ring took."""
         self.stats["rx_bytes"] += len(data)
-        room = RX_RING - len(self.rx)
-        if len(data) > room:
-            self.stats["rx_dropped"] += len(data) - room
-            data = data[:room]
-        self.rx += data
-        self._process()
-        return len(data)
+        taken = 0
+        while taken < len(data):
+            # A big write arrives over time on a real line: the command task reads
+            # while the rest comes in, so the ring only overflows while it is busy.
+            room = RX_RING - len(self.rx)
+            if not room:
+                break
+            self.rx += data[taken : taken + room]
+            taken += min(room, len(data) - taken)
+            self._process()
+        if taken < len(data):
+            self.stats["rx_dropped"] += len(data) - taken
+        return taken
 
     def _process(self):
         rx = self.rx
