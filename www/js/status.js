@@ -6,7 +6,7 @@
  *
  * The board answers over a UART shared by several browsers, so the poller is polite:
  *   - one request at a time; the next is scheduled only when the last one ended;
- *   - on errors it backs off (2 s, 4 s, 8 s ... 30 s) and says so in the page;
+ *   - on errors it backs off (4 s, 8 s, 16 s, then every 30 s) and says so in the page;
  *   - it stops while the tab is hidden and polls at once when the tab comes back.
  *
  * Every field of the answer is optional: a missing or oddly typed field shows as a dash.
