@@ -57,7 +57,8 @@ class Firmware:
         import main
 
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
 
         async def start():
             return PtyTransport(self.module.emu.serial_path)
@@ -104,11 +105,21 @@ class Firmware:
             self.proc.wait()
             self.log.close()
         else:
-            self.task.cancel()
+            asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop).result(10)
             self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            self.loop.close()
         self.module.close()
         self.tcp_peer.close()
         self.status_rx.close()
+
+
+async def _cancel_all():
+    """Stop the in-process firmware: every task it started, not just main()."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.fixture
