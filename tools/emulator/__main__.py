@@ -45,6 +45,10 @@ def config_from(args):
 
 
 async def main(args):
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     emu = Emulator(config_from(args))
     await emu.start()
     print("serial", emu.serial_path, flush=True)
@@ -53,10 +57,6 @@ async def main(args):
     if emu.tcp_serial_port is not None:
         print("tcp-serial", emu.tcp_serial_port, flush=True)
     print("ready", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await emu.stop()
 
