@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import random
+import socket
 import time
 import tty
 
@@ -58,6 +59,7 @@ class _Net:
         self.emu = emu
         self.conns = {}  # sid -> [kind, transport or writer]
         self.servers = {}  # module port -> asyncio server (None while starting)
+        self.socks = {}  # module port -> listening socket
         self.waiting = {}  # module port -> [(reader, writer)] accepted by the host, not yet by the module
         self.tasks = set()
 
@@ -72,26 +74,38 @@ class _Net:
     # core -> network
 
     def listen(self, sid, port):
-        if port not in self.servers:
-            self.servers[port] = None
-            self.waiting.setdefault(port, [])
-            self._spawn(self._serve(sid, port))
+        if port in self.servers:
+            return
+        # Bind at once, so the port accepts connections as soon as [OK] is out.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", self.host_port(port)))
+            sock.listen(5)  # NetX's listen backlog (F-DFLT)
+        except OSError:
+            sock.close()
+            # A listen failure ends as [DISCONNECT n] (2.1), from the socket thread.
+            asyncio.get_running_loop().call_soon(self._listen_failed, sid)
+            return
+        sock.setblocking(False)
+        self.servers[port] = None
+        self.socks[port] = sock
+        self.waiting.setdefault(port, [])
+        self._spawn(self._serve(port, sock))
 
-    async def _serve(self, sid, port):
+    def _listen_failed(self, sid):
+        self.emu.core.connect_failed(sid)
+        self.emu.wake()
+
+    async def _serve(self, port, sock):
         async def arrived(reader, writer):
-            if self.servers.get(port) is None and port not in self.servers:
+            if port not in self.servers:
                 writer.close()
                 return
             self.waiting.setdefault(port, []).append((reader, writer))
             self.emu.wake()
 
-        try:
-            server = await asyncio.start_server(arrived, "127.0.0.1", self.host_port(port), backlog=5)
-        except OSError:
-            self.servers.pop(port, None)
-            self.emu.core.connect_failed(sid)  # a listen failure ends as [DISCONNECT n] (2.1)
-            self.emu.wake()
-            return
+        server = await asyncio.start_server(arrived, sock=sock)
         if port in self.servers:
             self.servers[port] = server
         else:
@@ -102,6 +116,9 @@ class _Net:
             server = self.servers.pop(p, None)
             if server is not None:
                 server.close()
+            sock = self.socks.pop(p, None)
+            if sock is not None:
+                sock.close()
             for _, writer in self.waiting.pop(p, []):
                 writer.close()
 
