@@ -36,10 +36,15 @@ OUT_HIGH_WATER = 8192  # the module's TCP window stand-in: stop reading peers wh
 class Config:
     def __init__(self, baud=115200, ports=None, ap=("WizFiAP", "12345678"), link=None,
                  control=None, transcript=None, seed=None, inject=False, ok_delay=0.0,
-                 send_error=0.0, split=False, flow=False, tcp_serial=None):  # fmt: skip
+                 send_error=0.0, split=False, flow=False, tcp_serial=None, map=None):  # fmt: skip
         self.baud = baud  # 0: unpaced
         self.flow = flow  # RTS/CTS modelled
         self.ports = dict(ports or {})  # module port -> host port
+        for item in map or ():  # also as "P:H" strings, like --map
+            module_port, host_port = str(item).split(":")
+            self.ports[int(module_port)] = int(host_port)
+        if isinstance(ap, str):  # also as "SSID:KEY", like --ap
+            ap = ap.partition(":")[::2]
         self.ap = tuple(ap)
         self.link = link  # symlink to the pty
         self.tcp_serial = tcp_serial  # None: none; 0: any free port
