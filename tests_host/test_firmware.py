@@ -25,18 +25,20 @@ pytestmark = pytest.mark.timeout(120)
 class Firmware:
     """main.py against the emulator: under MicroPython (a subprocess) or CPython (a thread)."""
 
-    def __init__(self, tmp, baud=0, chaos=False, interpreter="micropython"):
+    def __init__(self, tmp, baud=0, chaos=False, interpreter="micropython", root=None):
         self.http = free_port()
         self.udp = free_port()
         self.tcp_peer = socket.create_server(("127.0.0.1", 0))
         self.status_rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.status_rx.bind(("127.0.0.1", 0))
         self.module = Running(baud=baud, ports={80: self.http, 5007: self.udp}, control=0, inject=chaos)
-        self.www = tmp / "www"
-        self.www.mkdir()
-        (self.www / "index.html").write_bytes(b"<h1>hello</h1>")
-        self.big = os.urandom(100 * 1024)
-        (self.www / "big.bin").write_bytes(self.big)
+        if root is None:
+            root = tmp / "www"
+            root.mkdir()
+            (root / "index.html").write_bytes(b"<h1>hello</h1>")
+            self.big = os.urandom(100 * 1024)
+            (root / "big.bin").write_bytes(self.big)
+        self.www = root
         config = {
             "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
             "uart": {"baud": 921600},
