@@ -523,3 +523,61 @@ def test_link_down_and_the_ap_coming_back():
         b"Joining : WizFiAP\r\nSuccessfully joined : WizFiAP\r\n"
         b"\r\n[Link-Up Event]\r\n  IP Addr    : 127.0.0.1\r\n  Gateway    : 127.0.0.1\r\n"
     )
+
+
+# --- data mode (5.7) ---------------------------------------------------------------
+
+
+def test_data_mode_client_escape_and_sdata():
+    c = joined()
+    assert c.say(b"AT+SDATA\r") == b"[ERROR: Mode Status]\r\n"
+    assert c.say(b"AT+SCON=O,TCN,127.0.0.1,5000,0,1\r") == b""
+    c.m.connected(0)  # data mode begins just before [CONNECT 0]
+    assert c.wait(0.1) == b"\r\n[CONNECT 0]\r\n" + OK
+    assert c.say(b"hello AT\r", 0.05) == b""  # data now, not a command; not echoed
+    assert c.net.sent() == []
+    assert c.wait(0.06) == b""  # flushed by the 100 ms timer (FSOCK option 4)
+    assert c.net.sent() == [(0, b"hello AT\r", ("127.0.0.1", 5000))]
+    c.m.received(0, b"raw", ("127.0.0.1", 5000))
+    assert c.take() == b"raw"  # no header, no trailer
+    assert c.say(b"++x", 0.2) == b""  # a '+' run broken by another byte is data
+    assert c.net.sent()[-1][1] == b"++x"
+    assert c.say(b"+++", 0.5) == b""
+    assert c.wait(0.6) == OK  # 1 s of silence after +++: command mode, socket open
+    assert c.say(b"AT\r") == OK
+    c.m.received(0, b"framed", ("127.0.0.1", 5000))
+    assert c.take() == b"{0,127.0.0.1,5000,6}framed\r\n"  # frames while in command mode
+    assert c.say(b"AT+SMGMT=?\r").split(b"\r\n")[1] == b"0/TCN/127.0.0.1:5000/%d/1" % c.m.sockets[0].local_port
+    assert c.say(b"AT+SCON=O,USN,,,6000,0\r") == b"[ERROR: Mode Status]\r\n"
+    assert c.say(b"AT+SDATA\r") == OK
+    c.m.peer_closed(0)
+    assert c.take() == b"\r\n[DISCONNECT 0]\r\n"
+    assert c.say(b"AT\r") == OK  # back in command mode
+
+
+def test_data_mode_rules():
+    c = joined()
+    c.say(b"AT+SCON=O,USN,,,5000,0\r")
+    assert c.say(b"AT+SCON=O,UCN,127.0.0.1,9000,0,1\r") == INVALID  # only as the only socket
+    c.say(b"AT+SMGMT=0\r")
+    assert c.say(b"AT+SCON=O,UCN,127.0.0.1,9000,0,1\r") == b"\r\n[CONNECT 0]\r\n" + OK
+    c.say(b"x" * 3000)
+    assert [len(s[1]) for s in c.net.sent()] == [1460, 1460]
+    c.wait(0.2)
+    assert [len(s[1]) for s in c.net.sent()] == [1460, 1460, 80]
+
+
+def test_data_mode_server_discards_input_until_a_client_comes():
+    c = joined()
+    assert c.say(b"AT+SCON=O,TSN,,,80,1\r") == OK
+    assert c.say(b"AT\r", 0.2) == OK  # still command mode while listening
+    c.m.accepted(PEER, 80)
+    assert c.take() == b"\r\n[CONNECT 0]\r\n"
+    c.say(b"GET", 0.2)
+    assert c.net.sent() == [(0, b"GET", PEER)]
+    c.m.peer_closed(0)
+    assert c.take() == b"\r\n[DISCONNECT 0]\r\n"
+    assert c.say(b"AT\r") == OK  # command mode again, re-listening on id 0
+    c.m.accepted(PEER, 80)
+    c.m.received(0, b"again", PEER)
+    assert c.take() == b"\r\n[CONNECT 0]\r\nagain"

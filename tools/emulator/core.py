@@ -63,6 +63,7 @@ FACTORY = {  # 6.4: the factory profile
     "evtmsg": 0,
     "uset": "115200,N,8,1,N",
     "fsock": (5000, 5000, 5, 100, 0, 0, 0, 0, 0),
+    "escape_ms": 1000,
     "country": "AU",
 }
 
@@ -70,8 +71,9 @@ _SPECIAL = re.compile(rb"[\r\n\x08]")
 
 
 class Sock:
-    def __init__(self, kind, local_port, remote=("0.0.0.0", 0)):
+    def __init__(self, kind, local_port, remote=("0.0.0.0", 0), datamode=0):
         self.kind = kind  # b"TSN", b"TCN", b"USN", b"UCN"
+        self.datamode = datamode
         self.local_port = local_port
         self.remote = remote  # (ip text, port)
         self.listening = kind == b"TSN"
@@ -114,6 +116,12 @@ class Module:
         self.prev = b""
         self.busy_until = self.now  # the command task is busy until then
         self.payload = None  # an SSEND in progress (dict)
+        self.dm_sid = None  # the data-mode socket (5.7), if any
+        self.data_mode = False  # host bytes go to dm_sid, received data is raw
+        self.dm_buf = bytearray()  # host bytes waiting to go out (up to 1460)
+        self.dm_since = 0.0  # when the flush timer (FSOCK option 4) started
+        self.plus = 0  # '+' characters held back: maybe the +++ escape
+        self.plus_at = 0.0
         self.sockets = {}
         self.tsn_port = 0  # the last TCP server port (multi-connection relisten)
         self.next_relisten = self.now + RELISTEN_S
@@ -239,6 +247,8 @@ class Module:
                 self._relisten()
         if self.held and self.payload is None and self.now - self.held_since >= HOLD_S:
             self.release_held()  # held output still flows when no SSEND comes
+        if self.data_mode:
+            self._data_timers()
         self._process()
 
     def next_timer(self):
@@ -252,6 +262,10 @@ class Module:
             times.append(self.held_since + HOLD_S)
         if self.rx and self.busy():
             times.append(self.busy_until)
+        if self.data_mode and self.dm_buf:
+            times.append(self.dm_since + self.prof["fsock"][3] / 1000)
+        if self.data_mode and self.plus:
+            times.append(self.plus_at + self.escape_s)
         return min(times) if times else None
 
     def idle(self):
@@ -299,6 +313,9 @@ class Module:
             if self.payload is not None:
                 if not self._take_payload():
                     return
+                continue
+            if self.data_mode:
+                self._data_in()
                 continue
             m = _SPECIAL.search(rx)
             end = m.start() if m else len(rx)
@@ -667,9 +684,10 @@ class Module:
             return self.invalid()
         if kind == b"USN" and (bool(rip) != (rport > 0)):
             return self.invalid()  # both or neither
-        if dm == "1":
-            # Data mode (5.7) is not modelled: refused as when another socket is open.
-            return self.invalid()
+        if self.dm_sid is not None:
+            return self.print_line(MODE_STATUS, 2)  # a data-mode socket exists (5.1)
+        if dm == "1" and self.sockets:
+            return self.invalid()  # data mode only for the only socket (5.1)
         self.prof["scon"] = "%s,%s,%s,%d,%d,%s" % (opened, kind.decode(), rip or "0.0.0.0", rport, lport, dm)
         if opened == "S":
             return self.ok()  # a service socket, stored only
@@ -685,6 +703,7 @@ class Module:
         if kind == b"TSN":
             self.tsn_port = lport
             self._listen(sid, lport)
+            self._set_dm(sid, dm)
             # [OK] at once (the real handler sleeps 100 ms first; nothing observable changes).
             return self.ok()
         if kind == b"TCN":
@@ -692,6 +711,7 @@ class Module:
                 lport = self.next_client_port
                 self.next_client_port += 1
             self.sockets[sid] = Sock(kind, lport, (rip, rport))
+            self._set_dm(sid, dm)
             self.net.connect(sid, (rip, rport))
             # The handler sleeps 100 ms before [OK]; the connect completes meanwhile,
             # so [CONNECT n] (or [DISCONNECT n]) usually comes first (5.2).
@@ -700,7 +720,9 @@ class Module:
             return
         remote = (rip, rport) if rip else ("0.0.0.0", 0)
         self.sockets[sid] = Sock(kind, lport, remote)
+        self._set_dm(sid, dm)
         self.net.udp(sid, lport, remote if rip else None)
+        self._enter_data_mode(sid)
         self.event(b"[CONNECT %x]" % sid, 2, async_=False)  # UDP: before the [OK] (5.2)
         self.ok()
 
@@ -708,6 +730,8 @@ class Module:
         s = self.sockets.pop(sid, None)
         if s is None:
             return
+        if sid == self.dm_sid:
+            self._leave_data_mode(keep=False)
         self.net.close(sid)
         if s.kind == b"TSN" and not (self.multi and s.local_port == self.tsn_port):
             if not any(o.kind == b"TSN" and o.local_port == s.local_port for o in self.sockets.values()):
@@ -720,7 +744,8 @@ class Module:
             self.print_line(b"Number of Sockets : %d (SCID/Mode/Remote/Local/DataMode)" % n, 1)
             for sid in sorted(self.sockets):
                 s = self.sockets[sid]
-                row = b"%x/%s/%s:%d/%d/0" % (sid, s.kind, s.remote[0].encode(), s.remote[1], s.local_port)
+                row = b"%x/%s/%s:%d/%d/%d" % (
+                    sid, s.kind, s.remote[0].encode(), s.remote[1], s.local_port, s.datamode)
                 self.print_line(row, 1)
             return self.ok()
         if arg.upper() == "ALL":
@@ -878,6 +903,102 @@ class Module:
         self.later(t, self.ok)
         self.busy_for(t)
 
+    # --- data mode (5.7) ----------------------------------------------------
+
+    @property
+    def escape_s(self):
+        return self.prof.get("escape_ms", 1000) / 1000
+
+    def _set_dm(self, sid, dm):
+        if dm == "1":
+            self.dm_sid = sid
+            self.sockets[sid].datamode = 1
+
+    def _enter_data_mode(self, sid):
+        """The switch happens just before [CONNECT n] is printed (5.7)."""
+        if sid == self.dm_sid:
+            self.data_mode = True
+            self.dm_buf.clear()
+            self.plus = 0
+
+    def _leave_data_mode(self, keep):
+        self.data_mode = False
+        self.dm_buf.clear()
+        self.plus = 0
+        if not keep:
+            self.dm_sid = None
+
+    def _data_in(self):
+        """Host bytes in data mode: buffered, flushed at 1460 or by the timer; a
+        '+++' followed by the escape time of silence returns to command mode."""
+        data = bytes(self.rx)
+        self.rx.clear()
+        if not self.plus and b"+" not in data:
+            self._dm_add(data)
+            return
+        for c in data:
+            if c == 0x2B:  # '+'
+                if self.plus == 3:
+                    self._dm_add(b"+")  # only the last three can be the escape
+                else:
+                    self.plus += 1
+                self.plus_at = self.now  # the timer restarts at each '+'
+            else:
+                if self.plus:
+                    self._dm_add(b"+" * self.plus)  # another byte came: they were data
+                    self.plus = 0
+                self._dm_add(bytes([c]))
+
+    def _dm_add(self, data):
+        if not self.dm_buf:
+            self.dm_since = self.now
+        self.dm_buf += data
+        while len(self.dm_buf) >= MAX_FRAME:
+            self._dm_flush(MAX_FRAME)
+
+    def _dm_flush(self, n=None):
+        n = len(self.dm_buf) if n is None else n
+        data = bytes(self.dm_buf[:n])
+        del self.dm_buf[:n]
+        self.dm_since = self.now
+        s = self.sockets.get(self.dm_sid)
+        if s is None or s.listening or not s.connected:
+            return  # a data-mode server with no client discards host bytes (5.7)
+        self.stats["ssend_bytes"] += len(data)
+        self.net.send(self.dm_sid, data, s.remote)
+
+    def _data_timers(self):
+        if self.dm_buf and self.now - self.dm_since >= self.prof["fsock"][3] / 1000:
+            self._dm_flush()
+        if self.plus and self.now - self.plus_at >= self.escape_s:
+            if self.plus == 3:
+                if self.dm_buf:
+                    self._dm_flush()
+                self.plus = 0
+                self.data_mode = False  # the socket stays open (5.7)
+                self.ok()
+            else:
+                self._dm_add(b"+" * self.plus)
+                self.plus = 0
+
+    def cmd_sdata(self, arg):
+        s = self.sockets.get(self.dm_sid) if self.dm_sid is not None else None
+        if self.dm_sid is None:
+            return self.print_line(MODE_STATUS, 2)
+        if s is None:
+            return self.error()  # its socket is gone
+        self.ok()
+        self.data_mode = True
+        self.dm_buf.clear()
+        self.plus = 0
+
+    def cmd_sopt1(self, arg):
+        opt, _, value = arg.partition(",")
+        if opt.strip() != "10" or not value.strip().isdigit() or not 1 <= int(value) <= 10000:
+            return self.invalid()
+        self.prof["escape_ms"] = int(value)
+        self.ok()
+
     # --- network side -------------------------------------------------------
 
     def listener_sid(self, port=None):
@@ -895,6 +1016,7 @@ class Module:
         s = self.sockets[sid]
         s.listening = False
         s.remote = (peer[0], peer[1])
+        self._enter_data_mode(sid)
         self.event(b"[CONNECT %x]" % sid, 2)
         return sid
 
@@ -902,9 +1024,12 @@ class Module:
         s = self.sockets.get(sid)
         if s is not None:
             s.connected = True
+            self._enter_data_mode(sid)
             self.event(b"[CONNECT %x]" % sid, 2)
 
     def connect_failed(self, sid):
+        if sid == self.dm_sid:
+            self._leave_data_mode(keep=False)
         if self.sockets.pop(sid, None) is not None:
             self.event(b"[DISCONNECT %x]" % sid, 1)  # no [CONNECT] before it (5.2)
 
@@ -914,18 +1039,25 @@ class Module:
             return
         if s.kind == b"USN":
             s.remote = (peer[0], peer[1])  # the last sender becomes the destination (5.4)
-        self.frame(sid, data, peer)
+        if self.data_mode and sid == self.dm_sid:
+            self._async_out(bytes(data))  # data mode: raw, no header, no trailer (3.4)
+        else:
+            self.frame(sid, data, peer)
 
     def peer_closed(self, sid):
         s = self.sockets.pop(sid, None)
         if s is None:
             return
+        if sid == self.dm_sid:
+            # Back to command mode; a data-mode server keeps its id for the re-listen.
+            self._leave_data_mode(keep=s.kind == b"TSN" and self.fsock9 != 1 and self.joined)
         self.net.close(sid)
         self.event(b"[DISCONNECT %x]" % sid, 1)
         if s.kind == b"TSN" and self.fsock9 != 1 and self.joined:
             # Single-connection mode re-listens on the same id (5.3); FSOCK 9 values
             # other than 1 keep this per-thread re-listen as well.
             self._listen(sid, s.local_port)
+            self.sockets[sid].datamode = s.datamode
         elif s.kind == b"TSN" and not self.multi:
             self.net.unlisten(s.local_port)
 
@@ -972,6 +1104,8 @@ COMMANDS = (
     (b"+SCON=", Module.cmd_scon),
     (b"+SMGMT=", Module.cmd_smgmt),
     (b"+SSEND=", Module.cmd_ssend),
+    (b"+SDATA", Module.cmd_sdata),
+    (b"+SOPT1=", Module.cmd_sopt1),
     (b"+FSOCK=", Module.cmd_fsock),
     (b"+FDNS=", Module.cmd_fdns),
     (b"+FPING=", Module.cmd_fping),
