@@ -23,13 +23,14 @@ import os
 import random
 import socket
 import time
+import traceback
 import tty
 
 from .core import Module
 
 TICK_S = 0.002  # pacing pass period while active
 IDLE_AFTER_S = 0.05  # with nothing moving for this long, sleep until woken
-SLACK_S = 0.01  # the token schedule may lag this far behind real time (then it drops the backlog)
+SLACK_S = 0.05  # a stalled loop may catch up on at most this much line time
 OUT_HIGH_WATER = 8192  # the module's TCP window stand-in: stop reading peers while this much is queued
 
 
@@ -352,7 +353,10 @@ class Emulator:
         last_activity = time.monotonic()
         while True:
             now = time.monotonic()
-            core.tick(now - self._t0)
+            try:
+                core.tick(now - self._t0)
+            except Exception:  # a bug in the model must not stop the UART
+                traceback.print_exc()
             self.net.accept_waiting()
             rate = self.baud / 10  # bytes per second
             moved = False
@@ -373,6 +377,9 @@ class Emulator:
                     self.stats["host_to_module"] += len(data)
                     self._transcript(">", data)
                     core.feed(data)
+                if len(data) < n:
+                    sched_in = now  # the line went idle: no credit for the silence
+
             # Module -> host.
             out = core.out
             if out:
@@ -392,6 +399,8 @@ class Emulator:
                         if rate:
                             sched_out += written / rate
                         self.stats["module_to_host"] += written
+            else:
+                sched_out = now  # nothing to send: the line is idle from here
             if moved:
                 last_activity = now
             if out or moved or now - last_activity < IDLE_AFTER_S:
@@ -408,7 +417,7 @@ class Emulator:
                 pass
             finally:
                 loop.remove_reader(self.master)
-            last_activity = time.monotonic()
+            last_activity = sched_in = sched_out = time.monotonic()  # the line was idle meanwhile
 
     # --- TCP serial ---------------------------------------------------------
 
