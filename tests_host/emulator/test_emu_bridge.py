@@ -316,3 +316,38 @@ def test_command_line_wrapper(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.timeout(20)
+def test_pacing_module_to_host_at_115200_is_within_5_percent():
+    port = free_port(socket.SOCK_DGRAM)
+    r = start(baud=115200, ports={5000: port})
+    try:
+        r.at(b"AT+SCON=O,USN,,,5000,0")
+        time.sleep(0.05)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(4):
+                s.sendto(b"Y" * 1400, ("127.0.0.1", port))
+        total = 4 * (len(b"{0,127.0.0.1,00000,1400}") + 1402)
+        r.read_some(2)
+        first, got0 = time.monotonic(), len(r.buf)
+        while len(r.buf) < total:
+            r.read_some(2)
+        rate = (len(r.buf) - got0) / (time.monotonic() - first)
+        assert abs(rate / 11520 - 1) < 0.05, rate / 11520
+    finally:
+        r.close()
+
+
+def test_command_line_options_map_onto_the_config():
+    from emulator.__main__ import config_from, parse_args
+
+    cfg = config_from(parse_args(["--baud", "921600", "--flow", "--map", "80:8080", "--map", "5000:15000",
+                                  "--ap", "Lab:secret123", "--chaos-inject", "--chaos-ok-delay", "1.5",
+                                  "--chaos-send-error", "0.25", "--chaos-split", "--seed", "7",
+                                  "--tcp-serial", "0", "--control", "0"]))  # fmt: skip
+    assert (cfg.baud, cfg.flow, cfg.ports, cfg.ap) == (921600, True, {80: 8080, 5000: 15000}, ("Lab", "secret123"))
+    assert (cfg.inject, cfg.ok_delay, cfg.send_error, cfg.split, cfg.seed) == (True, 1.5, 0.25, True, 7)
+    assert (cfg.tcp_serial, cfg.control) == (0, 0)
+    default = config_from(parse_args([]))
+    assert (default.baud, default.ap, default.control, default.flow) == (115200, ("WizFiAP", "12345678"), None, False)
