@@ -73,8 +73,14 @@ def static_file(request, root, path):
         return None
     ext = path.rsplit(".", 1)[-1]
     if ext in GZIP_TYPES and "gzip" in request.headers.get("Accept-Encoding", "") and _exists(full + ".gz"):
-        return send_file(full, compressed=True, file_extension=".gz", max_age=3600)
-    return send_file(full, max_age=3600)
+        response = send_file(full, compressed=True, file_extension=".gz", max_age=3600)
+        full += ".gz"
+    else:
+        response = send_file(full, max_age=3600)
+    # With a length a client can tell a transfer cut short (a module reset) from a
+    # complete one; HTTP/1.0 without it ends at the close either way.
+    response.headers["Content-Length"] = str(os.stat(full)[6])
+    return response
 
 
 def make_app(engine, wifi, supervisor, started, root):

@@ -238,3 +238,21 @@ def test_init_with_echo_on_turns_it_off_and_enables_what_the_driver_needs():
         engine.stop()
 
     run(main())
+
+
+def test_resync_takes_the_modules_word_for_its_sockets():
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module)
+        gone = engine._new_socket(3, TCP)
+        module.replies[b"AT+SMGMT=?"] = (
+            b"Number of Sockets : 3 (SCID/Mode/Remote/Local/DataMode)\r\n"
+            b"0/TSN/0.0.0.0:0/80/0\r\n1/TSN/10.0.0.4:50000/80/0\r\n2/UCN/10.0.0.9:7/30001/0\r\n[OK]\r\n"
+        )
+        await engine.resync_table()
+        eq([s.kind if s else None for s in engine.table], [LISTENER, ACCEPTED, UDP] + [None] * 5)
+        eq((engine.server_port, engine.table[2].local_port), (80, 30001))
+        assert not gone.open and gone.error == 104
+        engine.stop()
+
+    run(main())

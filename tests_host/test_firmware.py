@@ -4,6 +4,7 @@ through the emulator, with real clients on 127.0.0.1."""
 import asyncio
 import concurrent.futures
 import hashlib
+import http.client
 import json
 import os
 import socket
@@ -197,3 +198,27 @@ def test_link_down_is_followed_by_a_rejoin(firmware):
     time.sleep(0.5)
     fw.wait_serving(15)
     assert json.loads(fw.get("/api/status")[2])["wifi"]["state"] == "up"
+
+
+def test_reset_mid_transfer_fails_cleanly_and_service_returns(tmp_path):
+    fw = Firmware(tmp_path, baud=921600)
+    try:
+        outcomes = []
+
+        def download():
+            try:
+                outcomes.append(fw.get("/big.bin", timeout=30)[2] == fw.big)
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
+                outcomes.append(type(e).__name__)  # a clean error, not a hang or wrong bytes
+
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            for _ in range(3):
+                pool.submit(download)
+            time.sleep(1.0)
+            fw.control(op="reset")
+        assert len(outcomes) == 3 and False not in outcomes  # no download got wrong bytes
+        assert any(o is not True for o in outcomes)  # the reset did cut transfers short
+        fw.wait_serving(10)
+        assert fw.get("/big.bin")[2] == fw.big
+    finally:
+        fw.stop()

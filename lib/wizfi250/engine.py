@@ -22,7 +22,7 @@ import asyncio
 from . import parser as P
 from .compat import ticks_add, ticks_diff, ticks_ms
 from .ring import Ring
-from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, Socket
+from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, UDP, Socket
 
 EIO = 5
 EINVAL = 22
@@ -188,6 +188,31 @@ class Engine:
                     self._resync = False  # [OK] came; only the DISCONNECT did not
             finally:
                 self._end_socket(sock, 0)
+
+    async def resync_table(self):
+        """Make the socket table match the module's own list (``AT+SMGMT=?``).
+
+        For when the driver may have missed events (a timeout, a restart of
+        the driver alone): sockets the module no longer has are ended, and
+        sockets it has that the table lacks are adopted.
+        """
+        listed = {}
+        for line in await self.command(b"AT+SMGMT=?"):
+            row = line.decode().split("/")  # sid/TSN/ip:port/local/datamode
+            if len(row) >= 4 and row[0].isdigit() and row[3].isdigit():
+                listed[int(row[0])] = (row[1], row[2].endswith(":0"), int(row[3]))
+        for sid, sock in enumerate(self.table):
+            if sock is not None and sid not in listed:
+                self._end_socket(sock, ECONNRESET)
+        for sid, (kind, no_peer, local_port) in listed.items():
+            if sid < 8 and self.table[sid] is None:
+                self.counters["adopted"] += 1
+                if kind == "TSN" and no_peer:
+                    self.server_port = local_port
+                    self._listen(sid)
+                else:
+                    kind = {"TCN": TCP, "USN": UDP, "UCN": UDP}.get(kind, ACCEPTED)
+                    self._new_socket(sid, kind, local_port)
 
     async def ssend(self, sid, data, ip="", port=0):
         """AT+SSEND: send ``data`` (at most a few KB) on ``sid``, the whole transaction."""

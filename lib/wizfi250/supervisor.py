@@ -27,6 +27,7 @@ class Supervisor:
         self.state = "starting"
         self._need = asyncio.Event()
         self._reinit = True
+        self._timeouts = 0
         net.listeners.append(self._event)
 
     def _event(self, kind, arg):
@@ -54,6 +55,11 @@ class Supervisor:
         for _ in range(3):
             try:
                 await self.engine.command(b"AT", 1000)
+                if self.engine.counters["timeouts"] != self._timeouts:
+                    # A command timed out since the last look: events may have been
+                    # missed with it, so take the module's own word for its sockets.
+                    self._timeouts = self.engine.counters["timeouts"]
+                    await self.engine.resync_table()
                 return
             except OSError:
                 pass
