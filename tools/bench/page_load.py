@@ -7,7 +7,6 @@ the load time to the time those bytes take on the wire (1.0 would be a UART neve
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
