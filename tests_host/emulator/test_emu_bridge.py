@@ -32,7 +32,8 @@ def start(joined=True, **kw):
 @pytest.fixture
 def module():
     port = free_port()
-    r = start(ports={80: port}, control=0)
+    udp = {p: free_port(socket.SOCK_DGRAM) for p in (5000, 5001)}  # tests may run in parallel
+    r = start(ports={80: port, **udp}, control=0)
     r.http_port = port
     yield r
     r.close()
