@@ -13,3 +13,28 @@ def test_package_json_installs_every_driver_file_and_nothing_else():
     assert {src for _, src in package["urls"]} == sources
     for dest, src in package["urls"]:
         assert src == "lib/" + dest and os.path.exists(os.path.join(ROOT, src))
+
+
+def test_mip_installs_the_driver_from_package_json(tmp_path):
+    """The unix port's own mip, fetching package.json and its relative sources over HTTP."""
+    import functools
+    import http.server
+    import subprocess
+    import threading
+
+    from mpy import MICROPYTHON
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=ROOT)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = "http://127.0.0.1:%d/package.json" % server.server_address[1]
+        code = "import mip; mip.install(%r, target=%r)" % (url, str(tmp_path))
+        run = subprocess.run([MICROPYTHON, "-c", code], env=dict(os.environ, MICROPYPATH=".frozen"),
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+    finally:
+        server.shutdown()
+    for rel in lib_sources():
+        with open(os.path.join(ROOT, "lib", rel), "rb") as a, open(tmp_path / rel, "rb") as b:
+            assert a.read() == b.read(), rel
