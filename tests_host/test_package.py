@@ -1,9 +1,13 @@
 """package.json (for `mpremote mip install github:<owner>/<repo>`) lists exactly the driver."""
 
+import functools
+import http.server
 import json
 import os
+import subprocess
+import threading
 
-from mpy import ROOT, lib_sources
+from mpy import MICROPYTHON, ROOT, lib_sources
 
 
 def test_package_json_installs_every_driver_file_and_nothing_else():
@@ -17,13 +21,6 @@ def test_package_json_installs_every_driver_file_and_nothing_else():
 
 def test_mip_installs_the_driver_from_package_json(tmp_path):
     """The unix port's own mip, fetching package.json and its relative sources over HTTP."""
-    import functools
-    import http.server
-    import subprocess
-    import threading
-
-    from mpy import MICROPYTHON
-
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=ROOT)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
