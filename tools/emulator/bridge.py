@@ -146,6 +146,11 @@ class _Net:
         self._pump_tcp(sid, reader, writer, remote)
 
     def accept_waiting(self):
+        """Hand queued host clients to module listeners. A client arriving while the
+        port has no listener (a single-connection server busy with its client, the
+        multi-connection listener between accept and relisten) waits here. Whether
+        the real module queues or refuses them is an open question (reference 11);
+        queueing follows NetX's listen backlog of 5."""
         core = self.emu.core
         for port, queue in self.waiting.items():
             while queue and core.listener_sid(port) >= 0:

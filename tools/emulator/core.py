@@ -273,7 +273,10 @@ class Module:
         return self.payload is None and not self.busy() and not self.rx
 
     def _relisten(self):
-        """The housekeeping task re-creates the multi-connection listener (5.3 step 3)."""
+        """The housekeeping task re-creates the multi-connection listener (5.3 step 3).
+        It runs every RELISTEN_S whatever happened, so the listener reappears 0-1.1 s
+        after an accept (the firmware's periodic task; "about 1 s" in the issue).
+        Clients that arrive meanwhile wait in the host backlog (5.3 step 5 is [I])."""
         if not self.tsn_port or not self.joined:
             return
         for s in self.sockets.values():
@@ -723,7 +726,9 @@ class Module:
         self._set_dm(sid, dm)
         self.net.udp(sid, lport, remote if rip else None)
         self._enter_data_mode(sid)
-        self.event(b"[CONNECT %x]" % sid, 2, async_=False)  # UDP: before the [OK] (5.2)
+        # UDP: [CONNECT n] before the [OK] (5.2; the order is the doc's [I] best guess,
+        # and what it asks emulators to do).
+        self.event(b"[CONNECT %x]" % sid, 2, async_=False)
         self.ok()
 
     def _close(self, sid, async_=True):
@@ -763,7 +768,8 @@ class Module:
         sid = int(arg)
         if sid not in self.sockets:
             return self.invalid()
-        self.ok()  # either order is possible for a single close (5.5); this one is [OK] first
+        # Either order is possible for a single close (5.5, [I]); this one is [OK] first.
+        self.ok()
         self._close(sid)
 
     def cmd_ssend(self, arg):
@@ -855,7 +861,8 @@ class Module:
     def _ssend_timeout(self):
         """Deadline passed (4.5): [ERROR]. Completed pieces of the failing chunk are
         discarded; the bytes of an incomplete piece stay in the ring and, like
-        everything after them, are parsed as command text."""
+        everything after them, are parsed as command text. (The doc tags the
+        leftover handling [I], inferred from F-PLAT; this follows its reading.)"""
         self.payload = None
         self.error()
         self._process()
