@@ -581,3 +581,22 @@ def test_data_mode_server_discards_input_until_a_client_comes():
     c.m.accepted(PEER, 80)
     c.m.received(0, b"again", PEER)
     assert c.take() == b"\r\n[CONNECT 0]\r\nagain"
+
+
+# --- service sockets (2.4, 5.1) ----------------------------------------------------
+
+
+def test_service_socket_opens_after_link_up_and_at_boot():
+    c = Core()
+    c.say(b"AT+MECHO=0\r")
+    assert c.say(b"AT+SCON=S,USN,,,5000,0\r") == OK  # stored only
+    assert not c.m.sockets
+    assert c.say(b"AT+WJOIN\r", 1.0).endswith(b"  Gateway    : 127.0.0.1\r\n[OK]\r\n\r\n[CONNECT 0]\r\n")
+    assert c.say(b"AT+MPROF=S\r") == OK
+    c.m.reset()
+    assert c.wait(1.0) == BANNER + b"\r\n" + (
+        b"Joining : WizFiAP\r\nSuccessfully joined : WizFiAP\r\n"
+        b"\r\n[Link-Up Event]\r\n  IP Addr    : 127.0.0.1\r\n  Gateway    : 127.0.0.1\r\n"
+        b"\r\n[CONNECT 0]\r\n"  # no [OK]: no command was issued
+    )
+    assert ("udp", 0, 5000, None) in c.net.calls

@@ -135,6 +135,8 @@ class Module:
         self.timers = []
         self.rx.clear()
         self.print_line(BANNER, 2)
+        if self.prof["scon"].split(",")[0].upper() in ("S", "SO"):
+            self._join(reply=False)  # 2.4: a stored service socket makes the module join at boot
 
     @property
     def evtmsg(self):
@@ -562,10 +564,16 @@ class Module:
             text = b"Already Associated : Station Mode" if self.link_mode == "STA" else b"Already Started : AP Mode"
             self.print_line(text, 1)
             return self.ok()
+        self._join(reply=True)
+
+    def _join(self, reply):
+        """Join (or start the soft-AP). ``reply``: a command issued it, so [OK]/[ERROR] end it;
+        the boot-time auto-join of a stored service socket prints neither (2.4)."""
         p = self.prof
         if p["mode"] == 1:  # soft-AP: no Joining line in 1.0.5.2 (6.3)
             self.busy_for(DHCP_S)
-            self.later(DHCP_S, lambda: (self._link_up("AP", p["ip"], p["ip"]), self.ok()))
+            self.later(DHCP_S, lambda: (self._link_up("AP", p["ip"], p["ip"]), reply and self.ok(),
+                                        self._open_service()))  # fmt: skip
             return
         ssid = p["ssid"].encode("latin-1")
         good = self._network_ok()
@@ -581,8 +589,8 @@ class Module:
         if good:
             t += DHCP_S
             ip, gw = ("127.0.0.1", "127.0.0.1") if p["dhcp"] else (p["ip"], p["gw"])
-            self.later(t, lambda: (self._link_up("STA", ip, gw), self.ok()))
-        else:
+            self.later(t, lambda: (self._link_up("STA", ip, gw), reply and self.ok(), self._open_service()))
+        elif reply:
             self.later(t, self.error)
         self.busy_for(t)
 
@@ -608,6 +616,7 @@ class Module:
         if self.level >= 2:
             block += b"  IP Addr    : 127.0.0.1\r\n  Gateway    : 127.0.0.1\r\n"
         self._async_out(block)
+        self._open_service()
 
     def cmd_wleave(self, arg):
         sids = sorted(self.sockets)
@@ -696,19 +705,24 @@ class Module:
             return self.ok()  # a service socket, stored only
         if not self.joined:
             return self.print_line(WIFI_STATUS, 2)
+        self._open(kind, rip, rport, lport, dm, reply=True)
+
+    def _open(self, kind, rip, rport, lport, dm, reply):
+        """Open a socket: SCON's O/SO, or a service socket after link-up (no replies)."""
+        say = self.print_line if reply else (lambda text, level: None)
         if kind == b"USN" and rip:
             for s in self.sockets.values():
                 if s.kind == b"USN" and s.remote == (rip, rport):
-                    return self.invalid()
+                    return say(INVALID, 2)
         sid = self._free_id()
         if sid < 0:
-            return self.print_line(INVALID_SCID, 2)
+            return say(INVALID_SCID, 2)
         if kind == b"TSN":
             self.tsn_port = lport
             self._listen(sid, lport)
             self._set_dm(sid, dm)
             # [OK] at once (the real handler sleeps 100 ms first; nothing observable changes).
-            return self.ok()
+            return say(OK, 2)
         if kind == b"TCN":
             if not lport:
                 lport = self.next_client_port
@@ -718,8 +732,9 @@ class Module:
             self.net.connect(sid, (rip, rport))
             # The handler sleeps 100 ms before [OK]; the connect completes meanwhile,
             # so [CONNECT n] (or [DISCONNECT n]) usually comes first (5.2).
-            self.busy_for(SCON_SLEEP_S)
-            self.later(SCON_SLEEP_S, self.ok)
+            if reply:
+                self.busy_for(SCON_SLEEP_S)
+                self.later(SCON_SLEEP_S, self.ok)
             return
         remote = (rip, rport) if rip else ("0.0.0.0", 0)
         self.sockets[sid] = Sock(kind, lport, remote)
@@ -728,8 +743,19 @@ class Module:
         self._enter_data_mode(sid)
         # UDP: [CONNECT n] before the [OK] (5.2; the order is the doc's [I] best guess,
         # and what it asks emulators to do).
-        self.event(b"[CONNECT %x]" % sid, 2, async_=False)
-        self.ok()
+        self.event(b"[CONNECT %x]" % sid, 2, async_=not reply)
+        say(OK, 2)
+
+    def _open_service(self):
+        """After link-up, a stored service socket (SCON S/SO) opens by itself (2.4, 6.1)."""
+        f = self.prof["scon"].split(",")
+        if len(f) < 6 or f[0].upper() not in ("S", "SO") or self.sockets:
+            return
+        kind = f[1].upper().encode()
+        if kind not in SOCK_TYPES:
+            return
+        rip = "" if f[2] in ("", "0.0.0.0") else f[2]
+        self._open(kind, rip, int(f[3] or 0), int(f[4] or 0), f[5], reply=False)
 
     def _close(self, sid, async_=True):
         s = self.sockets.pop(sid, None)
