@@ -5,7 +5,7 @@ import asyncio
 from fakeuart import Module, engine_with, eq, run
 from wizfi250 import parser as P
 from wizfi250.net import Net
-from wizfi250.sockets import LISTENER
+from wizfi250.sockets import LISTENER, TCP
 from wizfi250.supervisor import Supervisor
 from wizfi250.wifi import WiFi, parse_scan_row
 
@@ -108,6 +108,46 @@ def test_link_events_update_the_wifi_state():
         await asyncio.sleep(0)
         eq((engine.wifi["state"], engine.wifi["ip"]), ("down", ""))
         eq([k for k, a in events], [P.LINK_UP, P.IP_ADDR, P.GATEWAY, P.LINK_DOWN])
+        engine.stop()
+
+    run(main())
+
+
+def test_soft_ap_sets_mode_security_and_address():
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        module.replies[b"AT+WJOIN"] = b"\r\n[Link-Up Event]\r\n  IP Addr    : 192.168.12.1\r\n  Gateway    : 192.168.12.1\r\n[OK]\r\n"
+        wifi = WiFi(engine)
+        eq(await wifi.soft_ap("Board", "password1"), "192.168.12.1")
+        eq(module.commands, [b"AT+WSET=1,Board,,6", b"AT+WSEC=1,WPA2AES,password1",
+                             b"AT+WNET=0,192.168.12.1,255.255.255.0,192.168.12.1", b"AT+WJOIN"])  # fmt: skip
+        eq(wifi.mode, "ap")
+        engine.stop()
+
+    run(main())
+
+
+def test_a_silent_module_is_probed_then_treated_as_reset():
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        sup = Supervisor(Net(engine), WiFi(engine), join=None, probe_ms=50)
+        task = asyncio.create_task(sup.run())
+        await asyncio.sleep(0.02)
+        eq(sup.state, "up")
+        sock = engine._new_socket(4, TCP)
+        module.replies[b"AT"] = b""  # the module stops answering
+        await asyncio.sleep(3.5)  # three 1 s probes
+        assert not sock.open and sock.error == 104  # every waiter and socket failed
+        eq(engine.counters["resets"], 1)
+        module.replies[b"AT"] = b"[OK]\r\n"
+        for _ in range(100):  # re-initialised once the module answers (after its backoff)
+            if sup.state == "up":
+                break
+            await asyncio.sleep(0.1)
+        eq(sup.state, "up")
+        task.cancel()
         engine.stop()
 
     run(main())

@@ -125,9 +125,9 @@ async def _cancel_all():
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-@pytest.fixture
-def firmware(tmp_path):
-    fw = Firmware(tmp_path)
+@pytest.fixture(params=["micropython", "cpython"])
+def firmware(tmp_path, request):
+    fw = Firmware(tmp_path, interpreter=request.param)
     yield fw
     fw.stop()
 
