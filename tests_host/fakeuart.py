@@ -85,7 +85,7 @@ class Module:
                 self.expect = int(cmd.split(b",")[3])
 
 
-def engine_with(module, socket_rx=1024, **kw):
+def engine_with(module, socket_rx=512, **kw):
     engine = Engine(module.uart, rx_size=256, socket_rx=socket_rx, **kw)
     events = []
     engine.on_event = lambda kind, arg: events.append((kind, arg))
