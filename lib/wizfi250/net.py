@@ -27,7 +27,6 @@ class Server:
         self.active = 0
         self.accepted = 0
         self.refused = 0
-        self._tasks = []
 
     def accept(self, sock):
         self.accepted += 1
