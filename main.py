@@ -12,6 +12,7 @@ import sys
 
 from microdot import Microdot, Response, send_file
 from microdot.microdot import urldecode
+from wizfi250.compat import ticks_diff, ticks_ms
 from wizfi250.engine import Engine
 from wizfi250.net import Net
 from wizfi250.sockets import KIND_NAMES
@@ -103,7 +104,7 @@ def make_app(engine, wifi, supervisor, started, root):
         info["rssi"] = None
         info["supervisor"] = supervisor.state
         return {
-            "uptime_s": (_now() - started) // 1000, "wifi": info, "sockets": sockets,
+            "uptime_s": ticks_diff(ticks_ms(), started) // 1000, "wifi": info, "sockets": sockets,
             "counters": engine.stats(), "heap_free": _heap_free(),
         }  # fmt: skip
 
@@ -163,12 +164,6 @@ async def run_forever(coro_fn, *args):
             await asyncio.sleep(1)
 
 
-def _now():
-    import time
-
-    return time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.time() * 1000)
-
-
 def _heap_free():
     import gc
 
@@ -186,7 +181,7 @@ async def main(config, transport):
     asyncio.create_task(supervisor.run())
     while supervisor.state != "up":
         await asyncio.sleep(0.05)
-    app = make_app(engine, wifi, supervisor, _now(), config["http"].get("root", "www"))
+    app = make_app(engine, wifi, supervisor, ticks_ms(), config["http"].get("root", "www"))
     port = config["http"]["port"]
     await net.start_server(app.handle_request, port)
     print("wizfi250: serving on module port %d (%s)" % (port, engine.wifi["ip"]))

@@ -4,6 +4,7 @@ The same modules run under MicroPython through ``test_micropython.py``.
 """
 
 from cases_engine import *  # noqa: F401,F403
+from cases_state import *  # noqa: F401,F403
 from cases_interleave import *  # noqa: F401,F403
 from cases_net import *  # noqa: F401,F403
 from cases_busio import *  # noqa: F401,F403

@@ -1,61 +1,12 @@
 """The emulator end to end: AT over its pty, real clients on 127.0.0.1 through the bridge."""
 
-import asyncio
 import json
-import os
-import select
 import socket
-import termios
 import threading
-import time
-import tty
 import urllib.request
 
 import pytest
-from emulator import Config, Emulator
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Running:
-    """An Emulator on its own event loop thread, and the host's end of its pty."""
-
-    def __init__(self, **kw):
-        self.loop = asyncio.new_event_loop()
-        self.emu = Emulator(Config(**kw))
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        asyncio.run_coroutine_threadsafe(self.emu.start(), self.loop).result(5)
-        self.fd = os.open(self.emu.serial_path, os.O_RDWR | os.O_NOCTTY)
-        tty.setraw(self.fd, termios.TCSANOW)  # TCSAFLUSH would drop the banner
-        self.buf = b""
-
-    def send(self, data):
-        os.write(self.fd, data)
-
-    def expect(self, text, timeout=5.0):
-        """Read until ``text`` has arrived; return everything up to and including it."""
-        deadline = time.monotonic() + timeout
-        while text not in self.buf:
-            left = deadline - time.monotonic()
-            assert left > 0, "waited for %r, got %r" % (text, self.buf)
-            if select.select([self.fd], [], [], left)[0]:
-                self.buf += os.read(self.fd, 4096)
-        i = self.buf.index(text) + len(text)
-        out, self.buf = self.buf[:i], self.buf[i:]
-        return out
-
-    def at(self, cmd, timeout=5.0):
-        self.send(cmd + b"\r")
-        return self.expect(b"[OK]\r\n", timeout)
-
-    def close(self):
-        os.close(self.fd)
-        asyncio.run_coroutine_threadsafe(self.emu.stop(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+from emu_support import Running, free_port
 
 
 @pytest.fixture

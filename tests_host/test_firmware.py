@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 from mpy import MICROPYTHON, ROOT
 from ptytransport import PtyTransport
-from test_emulator_bridge import Running, free_port
+from emu_support import Running, free_port
 
 pytestmark = pytest.mark.timeout(120)
 

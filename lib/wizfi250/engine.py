@@ -152,9 +152,9 @@ class Engine:
                 self.server_port = local_port
             await self._run(tx, timeout_ms)
             if kind == LISTENER:
-                for sock in self.table:
-                    if sock is not None and sock.kind == LISTENER:
-                        return sock  # its [LISTEN n] came already
+                sock = self.listener()
+                if sock is not None:
+                    return sock  # its [LISTEN n] came already
                 # Not yet: the module took the lowest free id; [LISTEN n] corrects us if not.
                 sid = self._lowest_free()
                 if sid < 0:
@@ -425,6 +425,13 @@ class Engine:
             self.table[sock.sid] = None
         self._rings.append(sock.rx)
         self._room.set()
+
+    def listener(self):
+        """The server's listening socket, on whichever id the module moved it to, or None."""
+        for sock in self.table:
+            if sock is not None and sock.kind == LISTENER:
+                return sock
+        return None
 
     def _lowest_free(self):
         for sid, sock in enumerate(self.table):

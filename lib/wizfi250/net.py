@@ -68,9 +68,9 @@ class Server:
 
     async def close(self):
         self.net.servers.remove(self)
-        for sock in list(self.net.engine.table):
-            if sock is not None and sock.kind == LISTENER and sock.local_port == self.port:
-                await self.net.engine.close_socket(sock)
+        sock = self.net.engine.listener()
+        if sock is not None and sock.local_port == self.port:
+            await self.net.engine.close_socket(sock)
 
 
 class Datagram:

@@ -12,7 +12,6 @@ import asyncio
 
 from . import parser as P
 from .compat import ticks_diff, ticks_ms
-from .sockets import LISTENER
 
 
 class Supervisor:
@@ -81,8 +80,9 @@ class Supervisor:
                         await self.wifi.soft_ap(self.join[1], self.join[2])
                     else:
                         await self.wifi.join(*self.join[1:])
+                listener = self.engine.listener()
                 for server in self.net.servers:
-                    if not self._listening(server.port):
+                    if listener is None or listener.local_port != server.port:
                         await server.reopen()
                 self.state = "up"
                 self.recoveries += 1
@@ -91,9 +91,3 @@ class Supervisor:
                 self.state = "retrying: %r" % (e,)
                 await asyncio.sleep(backoff / 1000)
                 backoff = min(backoff * 2, self.max_backoff_ms)
-
-    def _listening(self, port):
-        for sock in self.engine.table:
-            if sock is not None and sock.kind == LISTENER and sock.local_port == port:
-                return True
-        return False

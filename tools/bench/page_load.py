@@ -15,10 +15,10 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-sys.path.insert(0, os.path.join(ROOT, "tests_host"))
+sys.path.insert(0, os.path.join(ROOT, "tests_host", "emulator"))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
-from test_emulator_bridge import Running, free_port  # noqa: E402
+from emu_support import Running, free_port  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip

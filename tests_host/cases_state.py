@@ -1,0 +1,107 @@
+"""The engine's socket table: accepts, resets, back-pressure, resync; CPython and MicroPython.
+
+Apart from cases_engine.py (the transactions) so that each MicroPython run
+imports less and keeps its headroom in a 64 KB heap.
+"""
+
+import asyncio
+
+from fakeuart import Module, engine_with, eq, fails, run, settle
+from wizfi250 import parser as P
+from wizfi250.sockets import ACCEPTED, LISTENER, TCP, UDP
+
+
+def test_listener_accepts_and_migrates():
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n"
+        listener = await engine.open_socket(LISTENER, local_port=80)
+        eq(listener.sid, 0)
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n{0,10.0.0.4,50000,3}GET\r\n\r\n[LISTEN 1]\r\n\r\n[CONNECT 1]\r\n")
+        await settle()
+        eq(events, [(P.CONNECT, 0), (P.LISTEN, 1), (P.CONNECT, 1)])
+        eq((engine.table[0].kind, engine.table[0].local_port, engine.table[0].peer), (ACCEPTED, 80, ("10.0.0.4", 50000)))
+        eq(engine.table[1].kind, ACCEPTED)
+        engine.stop()
+
+    run(main())
+
+
+def test_module_reset_fails_the_waiter_and_ends_every_socket():
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        s0 = engine._new_socket(0, TCP)
+        module.replies[b"AT+WJOIN"] = b"Joining : MyAP\r\nWizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n"
+        await fails(engine.command(b"AT+WJOIN", timeout_ms=30000), 104)
+        assert not s0.open and s0.error == 104
+        eq(engine.table, [None] * 8)
+        eq(engine.counters["resets"], 1)
+        eq([k for k, a in events], [P.JOIN, P.BANNER])
+        engine.stop()
+
+    run(main())
+
+
+def test_full_socket_ring_holds_the_uart_until_the_app_reads():
+    async def main():
+        module = Module(lambda n: 100)
+        engine, _ = engine_with(module, socket_rx=64)
+        sock = engine._new_socket(0, TCP)
+        body = bytes(range(256)) * 4
+        for i in range(0, len(body), 200):
+            chunk = body[i : i + 200]
+            module.uart.emit(b"{0,10.0.0.1,80,%d}" % len(chunk) + chunk + b"\r\n")
+        module.uart.emit(b"\r\n[DISCONNECT 0]\r\n")
+        got = bytearray()
+        while True:
+            sock.changed.clear()
+            if len(sock.rx):
+                got += sock.rx.read(50)
+                sock.consumed()
+                await asyncio.sleep(0)
+            elif not sock.open:
+                break
+            else:
+                await sock.changed.wait()
+        eq(bytes(got), body)
+        eq(engine.counters["overflow"], 0)
+        engine.stop()
+
+    run(main())
+
+
+def test_reader_that_stops_reading_costs_only_its_own_socket():
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, socket_rx=32, stall_ms=50)
+        stuck = engine._new_socket(0, TCP)
+        other = engine._new_socket(1, TCP)
+        module.uart.emit(b"{0,10.0.0.1,80,100}" + b"s" * 100 + b"\r\n{1,10.0.0.1,81,5}alive\r\n")
+        await asyncio.sleep(0.2)
+        eq(other.rx.read(), b"alive")
+        assert not stuck.open and stuck.error == 105
+        eq(engine.counters["overflow"], 1)
+        eq(engine.counters["discarded"], 68)
+        engine.stop()
+
+    run(main())
+
+
+def test_resync_takes_the_modules_word_for_its_sockets():
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module)
+        gone = engine._new_socket(3, TCP)
+        module.replies[b"AT+SMGMT=?"] = (
+            b"Number of Sockets : 3 (SCID/Mode/Remote/Local/DataMode)\r\n"
+            b"0/TSN/0.0.0.0:0/80/0\r\n1/TSN/10.0.0.4:50000/80/0\r\n2/UCN/10.0.0.9:7/30001/0\r\n[OK]\r\n"
+        )
+        await engine.resync_table()
+        eq([s.kind if s else None for s in engine.table], [LISTENER, ACCEPTED, UDP] + [None] * 5)
+        eq((engine.server_port, engine.table[2].local_port), (80, 30001))
+        assert not gone.open and gone.error == 104
+        engine.stop()
+
+    run(main())
