@@ -44,6 +44,22 @@ def test_module_reset_fails_the_waiter_and_ends_every_socket():
     run(main())
 
 
+def test_stopping_the_driver_fails_waiters_at_once_not_after_their_timeouts():
+    async def main():
+        module = Module()
+        module.replies[b"AT+WSCAN"] = b""  # the module says nothing: only a timeout would end it
+        engine, _ = engine_with(module)
+        sock = engine._new_socket(0, TCP)
+        waiter = asyncio.create_task(fails(engine.command(b"AT+WSCAN", timeout_ms=60000), 103))
+        await settle()
+        engine.stop()
+        await waiter
+        assert not sock.open and sock.error == 103
+        await fails(engine.command(b"AT"), 103)  # at once: nobody would read its answer
+
+    run(main())
+
+
 def test_full_socket_ring_holds_the_uart_until_the_app_reads():
     async def main():
         module = Module(lambda n: 100)

@@ -28,6 +28,7 @@ EIO = 5
 EINVAL = 22
 ETIMEDOUT = 110
 ECONNREFUSED = 111
+ECONNABORTED = 103
 
 _SOCKET_EVENTS = (P.CONNECT, P.DISCONNECT, P.LISTEN)
 _WIFI_EVENTS = (P.LINK_UP, P.LINK_DOWN, P.JOIN, P.IP_ADDR, P.GATEWAY)
@@ -98,8 +99,13 @@ class Engine:
                     self.last_rx = ticks_ms()
                 else:
                     await self._wait_room()
-        except Exception as e:  # the transport failed, or the heap ran out: no waiter may hang
-            self._fail_all(e.args[0] if isinstance(e, OSError) and e.args else EIO, repr(e))
+        except BaseException as e:  # stopped, cancelled with the program, transport failed, heap ran out
+            if self._task is asyncio.current_task():
+                self._task = None  # commands now fail at once instead of timing out
+            if isinstance(e, asyncio.CancelledError):
+                self._fail_all(ECONNABORTED, "driver stopped")
+            else:
+                self._fail_all(e.args[0] if isinstance(e, OSError) and e.args else EIO, repr(e))
             raise
 
     async def _wait_room(self):
@@ -234,6 +240,8 @@ class Engine:
 
     async def _run(self, tx, timeout_ms, payload=None):
         """Put ``tx`` on the wire and wait for its end. The lock is held."""
+        if self._task is None:
+            raise OSError(ECONNABORTED, "driver stopped")  # no reader: the answer would never come
         if self._resync:
             self._resync = False
             await self._run(_Transaction(b"AT"), 1000)
