@@ -13,7 +13,7 @@ import sys
 from microdot import Microdot, Response, send_file
 from microdot.microdot import urldecode
 from wizfi250.compat import ticks_diff, ticks_ms
-from wizfi250.engine import Engine
+from wizfi250.engine import ECONNABORTED, Engine
 from wizfi250.net import Net
 from wizfi250.sockets import KIND_NAMES
 from wizfi250.supervisor import Supervisor
@@ -119,18 +119,15 @@ def make_app(engine, wifi, supervisor, started, root):
     return app
 
 
-async def tcp_client(net, host, port, retry_s=5):
-    """Keep one connection to host:port; read and count what it sends; reconnect when it drops."""
-    while True:
-        try:
-            reader, writer = await net.open_connection(host, port)
-            await writer.awrite(b"hello from wizfi250\n")
-            while await reader.read(512):
-                pass
-            await writer.aclose()
-        except OSError:
+async def tcp_client(net, host, port):
+    """One connection to host:port: greet it, then read what it sends until it closes."""
+    reader, writer = await net.open_connection(host, port)
+    try:
+        await writer.awrite(b"hello from wizfi250\n")
+        while await reader.read(512):
             pass
-        await asyncio.sleep(retry_s)
+    finally:
+        await writer.aclose()
 
 
 async def udp_service(net, engine, port, target, every_s):
@@ -156,12 +153,16 @@ async def udp_service(net, engine, port, target, every_s):
 
 
 async def run_forever(coro_fn, *args):
-    """A service that must survive module resets: restart it when its socket goes away."""
+    """A service that must survive module resets and peers that go away: run it
+    again a second after it ends. It ends with the driver (ECONNABORTED), which
+    no retry would bring back."""
     while True:
         try:
             await coro_fn(*args)
-        except OSError:
-            await asyncio.sleep(1)
+        except OSError as e:
+            if e.args and e.args[0] == ECONNABORTED:
+                raise
+        await asyncio.sleep(1)
 
 
 def _heap_free():

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from fakeuart import Module, engine_with, eq, run
+from fakeuart import Module, engine_with, eq, fails, run
 from wizfi250 import parser as P
 from wizfi250.net import Net
 from wizfi250.sockets import LISTENER, TCP
@@ -128,14 +128,20 @@ def test_soft_ap_sets_mode_security_and_address():
     run(main())
 
 
+async def probing_supervisor():
+    """A supervisor that probes a quiet module every 50 ms, once it is up."""
+    module = ok_module()
+    engine, _ = engine_with(module)
+    sup = Supervisor(Net(engine), WiFi(engine), join=None, probe_ms=50)
+    task = asyncio.create_task(sup.run())
+    await asyncio.sleep(0.02)
+    eq(sup.state, "up")
+    return module, engine, sup, task
+
+
 def test_a_silent_module_is_probed_then_treated_as_reset():
     async def main():
-        module = ok_module()
-        engine, _ = engine_with(module)
-        sup = Supervisor(Net(engine), WiFi(engine), join=None, probe_ms=50)
-        task = asyncio.create_task(sup.run())
-        await asyncio.sleep(0.02)
-        eq(sup.state, "up")
+        module, engine, sup, task = await probing_supervisor()
         sock = engine._new_socket(4, TCP)
         module.replies[b"AT"] = b""  # the module stops answering
         await asyncio.sleep(3.5)  # three 1 s probes
@@ -149,5 +155,15 @@ def test_a_silent_module_is_probed_then_treated_as_reset():
         eq(sup.state, "up")
         task.cancel()
         engine.stop()
+
+    run(main())
+
+
+def test_the_supervisor_ends_with_the_driver_instead_of_retrying():
+    async def main():
+        module, engine, sup, task = await probing_supervisor()
+        engine.stop()
+        await fails(asyncio.wait_for(task, 5), 103)  # its next probe finds the driver stopped: no backoff loop
+        eq(sup.state, "stopped")
 
     run(main())

@@ -5,13 +5,15 @@ has already failed every waiter and ended every socket; here the module
 is set up again, the network re-joined and every server re-opened. A
 ``[Link-Down Event]`` means the network went away: re-join with backoff.
 A UART that stays silent is probed with ``AT``; a module that does not
-answer three probes is treated as reset.
+answer three probes is treated as reset. Once the driver itself is stopped
+(``ECONNABORTED``) ``run`` ends: retrying could only spin.
 """
 
 import asyncio
 
 from . import parser as P
 from .compat import ticks_diff, ticks_ms
+from .engine import ECONNABORTED
 
 
 class Supervisor:
@@ -88,6 +90,9 @@ class Supervisor:
                 self.recoveries += 1
                 return
             except OSError as e:
+                if e.args and e.args[0] == ECONNABORTED:
+                    self.state = "stopped"
+                    raise  # the driver is stopped: no retry can succeed
                 self.state = "retrying: %r" % (e,)
                 await asyncio.sleep(backoff / 1000)
                 backoff = min(backoff * 2, self.max_backoff_ms)
