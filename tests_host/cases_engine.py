@@ -30,7 +30,7 @@ def test_ssend_survives_events_and_frames_for_other_sockets():
         module.after_payload = (
             b"{1,10.0.0.2,5001,3}hi{\r\n\r\n[DISCONNECT 2]\r\n{0,10.0.0.9,80,4}echo\r\n[OK]\r\n"
         )
-        await engine.ssend(0, b"hello")
+        await engine.ssend(s0, b"hello")
         eq(module.payloads, [b"hello"])
         eq(events, [(P.CONNECT, 1), (P.DISCONNECT, 2)])
         eq(read_all(s0), b"echo")
@@ -49,10 +49,10 @@ def test_event_between_prompt_halves_does_not_end_ssend():
     async def main():
         module = Module(lambda n: 1)
         engine, events = engine_with(module)
-        engine._new_socket(0, TCP)
+        sock = engine._new_socket(0, TCP)
         module.replies[b"AT+SSEND"] = b"[0,,,3\r\n[DISCONNECT 0]\r\n]\r\n"
         module.after_payload = b"[OK]\r\n"
-        await engine.ssend(0, b"abc")  # the socket closed, but this send was accepted
+        await engine.ssend(sock, b"abc")  # the socket closed, but this send was accepted
         eq(events, [(P.DISCONNECT, 0)])
         engine.stop()
 
@@ -64,7 +64,7 @@ def test_rejected_ssend_never_sends_the_payload():
         module = Module()
         engine, _ = engine_with(module)
         module.replies[b"AT+SSEND"] = b"[ERROR: INVALID INPUT]\r\n"
-        await fails(engine.ssend(5, b"secret"), 104)
+        await fails(engine.ssend(engine._new_socket(5, TCP), b"secret"), 104)
         eq(module.payloads, [])
         eq(bytes(module.uart.written), b"AT+SSEND=5,,,6\r")
         engine.stop()
@@ -76,10 +76,10 @@ def test_tcp_send_error_is_the_final_line_of_ssend():
     async def main():
         module = Module()
         engine, events = engine_with(module)
-        engine._new_socket(0, TCP)
+        sock = engine._new_socket(0, TCP)
         module.replies[b"AT+SSEND"] = b"[0,,,2]\r\n"
         module.after_payload = b"\r\n[TCP Send Error]\r\n"
-        await fails(engine.ssend(0, b"hi"), 5)
+        await fails(engine.ssend(sock, b"hi"), 5)
         eq(engine.counters["send_errors"], 1)
         eq(events, [])
         engine.stop()

@@ -43,6 +43,7 @@ async def interleaved_ssend(pick):
         engine._new_socket(sid, TCP)
         current[sid] = len(want_bytes)
         want_bytes.append(bytearray())
+    sending = engine.table[0]
 
     def item():
         script = Script(pick)
@@ -93,7 +94,7 @@ async def interleaved_ssend(pick):
             await asyncio.sleep(0)
 
     reader = asyncio.create_task(drain())
-    await engine.ssend(0, bytes(n))
+    await engine.ssend(sending, bytes(n))
     await settle()
     done.append(True)
     await reader

@@ -41,6 +41,32 @@ def test_server_coalesces_a_response_into_one_ssend_and_closes():
     run(main())
 
 
+def test_server_puts_its_listener_back_after_an_accept_without_doubling_it():
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+
+        async def handler(reader, writer):
+            await reader.read(10)
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 1]\r\n"
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n")  # the listener on 0 became the connection
+        await asyncio.sleep(0.05)
+        listens = [c for c in module.commands if c.startswith(b"AT+SCON=O,TSN")]
+        eq(listens, [b"AT+SCON=O,TSN,,,80,0"] * 2)  # put back at once, not on the module's tick
+        eq(engine.listener().sid, 1)
+        # The module's own task may get there first: then nothing more is sent.
+        module.uart.emit(b"\r\n[CONNECT 1]\r\n\r\n[LISTEN 2]\r\n")
+        await asyncio.sleep(0.05)
+        eq(len([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN")]), 2)
+        eq(engine.listener().sid, 2)
+        engine.stop()
+
+    run(main())
+
+
 def test_idle_preconnect_is_closed_and_others_are_served():
     async def main():
         module = Module()

@@ -60,6 +60,31 @@ def test_stopping_the_driver_fails_waiters_at_once_not_after_their_timeouts():
     run(main())
 
 
+def test_a_queued_send_or_close_never_reaches_the_connection_that_reused_its_id():
+    async def main():
+        module = Module()
+        module.replies[b"AT+WSCAN"] = b""  # holds the command slot until the test answers
+        engine, _ = engine_with(module)
+        old = engine._new_socket(2, ACCEPTED)
+        scan = asyncio.create_task(engine.command(b"AT+WSCAN"))
+        await settle()
+        send = asyncio.create_task(fails(engine.ssend(old, b"old reply"), 104))
+        close = asyncio.create_task(engine.close_socket(old))
+        await settle()
+        module.uart.emit(b"\r\n[DISCONNECT 2]\r\n\r\n[CONNECT 2]\r\n[OK]\r\n")  # a new browser got id 2
+        await scan
+        await send
+        await close
+        new = engine.table[2]
+        assert new is not old and new.open and not old.open
+        written = bytes(module.uart.written)
+        assert b"AT+SSEND=2" not in written and b"AT+SMGMT=2" not in written
+        eq(module.payloads, [])
+        engine.stop()
+
+    run(main())
+
+
 def test_full_socket_ring_holds_the_uart_until_the_app_reads():
     async def main():
         module = Module(lambda n: 100)

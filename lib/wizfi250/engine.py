@@ -152,6 +152,10 @@ class Engine:
             typ = b"TCN" if kind == TCP else (b"UCN" if host else b"USN")
             args = b"O,%s,%s,%s,%d,0" % (typ, host.encode(), (b"%d" % port) if port else b"", local_port)
         async with self._lock:
+            if kind == LISTENER:
+                sock = self.listener()
+                if sock is not None and sock.local_port == local_port:
+                    return sock  # one listener per port: the module moves it, never doubles it
             tx = _Transaction(b"AT+SCON=" + args, claim=kind != LISTENER)
             tx.kind = kind
             if kind == LISTENER:
@@ -180,9 +184,14 @@ class Engine:
         """AT+SMGMT=sid, waiting for the module's [DISCONNECT n] too (either order).
 
         Whatever the module answers, the socket is ended here: if it was
-        already gone on the module, closing it again changes nothing.
+        already gone on the module, closing it again changes nothing. If it
+        ended while the close waited for its turn, nothing is sent: its id may
+        already be a new connection's.
         """
         async with self._lock:
+            if self.table[sock.sid] is not sock:
+                sock.ended(0)
+                return
             tx = _Transaction(b"AT+SMGMT=%d" % sock.sid)
             tx.closing = sock.sid
             try:
@@ -220,23 +229,29 @@ class Engine:
                     kind = {"TCN": TCP, "USN": UDP, "UCN": UDP}.get(kind, ACCEPTED)
                     self._new_socket(sid, kind, local_port)
 
-    async def ssend(self, sid, data, ip="", port=0):
-        """AT+SSEND: send ``data`` (at most a few KB) on ``sid``, the whole transaction."""
+    async def ssend(self, sock, data, ip="", port=0):
+        """AT+SSEND: send ``data`` (at most a few KB) on ``sock``, the whole transaction.
+
+        Raises ``OSError(ECONNRESET)`` if ``sock`` ended while the send waited
+        for its turn: its id may already belong to a new connection, which
+        must never receive another connection's bytes.
+        """
+        sid = sock.sid
         n = len(data)
         if ip:
             cmd = b"AT+SSEND=%d,%s,%d,%d" % (sid, ip.encode(), port, n)
         else:
             cmd = b"AT+SSEND=%d,,,%d" % (sid, n)
         async with self._lock:
+            if self.table[sid] is not sock:
+                raise OSError(ECONNRESET, "socket closed")
             tx = _Transaction(cmd, prompt=(sid, n))
             # The prompt may sit behind a frame for a socket whose reader is slow:
             # outlast the stall limit, which frees the UART by dropping that socket.
             await self._run(tx, self.stall_ms + 2000, data)
             self.counters["ssend"] += 1
             self.counters["tx_bytes"] += n
-            sock = self.table[sid]
-            if sock is not None:
-                sock.tx_bytes += n
+            sock.tx_bytes += n
 
     async def _run(self, tx, timeout_ms, payload=None):
         """Put ``tx`` on the wire and wait for its end. The lock is held."""

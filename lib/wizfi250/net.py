@@ -27,9 +27,11 @@ class Server:
         self.active = 0
         self.accepted = 0
         self.refused = 0
+        self._relistening = False
 
     def accept(self, sock):
         self.accepted += 1
+        self._relisten_soon()
         if self.active >= self.max_handlers:
             # Every id is precious (8 in all): better a refused browser than a stuck one.
             self.refused += 1
@@ -37,6 +39,28 @@ class Server:
             return
         self.active += 1
         asyncio.create_task(self._serve(Stream(self.net.engine, sock)))
+
+    def _relisten_soon(self):
+        """Put a listener back now rather than on the module's next tick.
+
+        The module re-creates its listener from a housekeeping task that runs
+        about every 1.1 s (reference 5.3), so a browser's burst of connections
+        would be accepted one a second. Issuing the same ``AT+SCON`` that task
+        issues internally brings the next accept down to one command's time.
+        It fails harmlessly while every id is taken: the module's own task
+        brings the listener back once one is free.
+        """
+        if not self._relistening:
+            self._relistening = True
+            asyncio.create_task(self._relisten())
+
+    async def _relisten(self):
+        try:
+            await self.reopen()
+        except OSError:
+            pass
+        finally:
+            self._relistening = False
 
     async def _refuse(self, sock):
         await Stream(self.net.engine, sock).aclose()
@@ -81,7 +105,7 @@ class Datagram:
         self.sock = sock
 
     async def sendto(self, data, addr):
-        await self.engine.ssend(self.sock.sid, data, addr[0], addr[1])
+        await self.engine.ssend(self.sock, data, addr[0], addr[1])
 
     async def recvfrom(self):
         sock = self.sock

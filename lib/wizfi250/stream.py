@@ -112,7 +112,7 @@ class Stream:
         self._out = self._out[n:]
         if not self.sock.open:
             raise OSError(ECONNRESET)
-        await self.engine.ssend(self.sock.sid, chunk)
+        await self.engine.ssend(self.sock, chunk)
 
     async def awrite(self, data, off=0, sz=-1):
         if off or sz >= 0:
