@@ -31,6 +31,11 @@ from .core import Module
 TICK_S = 0.002  # pacing pass period while active
 IDLE_AFTER_S = 0.05  # with nothing moving for this long, sleep until woken
 SLACK_S = 0.05  # a stalled loop may catch up on at most this much line time
+# A burst after silence starts at once: up to this much line time of it is
+# passed on ahead of the wire, about the loop's timer granularity (1 ms).
+# Without it every command would wait for the next pass, 0-2 ms, which is
+# latency the module does not have.
+BURST_S = 0.001
 OUT_HIGH_WATER = 8192  # the module's TCP window stand-in: stop reading peers while this much is queued
 
 
@@ -355,6 +360,7 @@ class Emulator:
         core = self.core
         loop = asyncio.get_running_loop()
         sched_in = sched_out = time.monotonic()  # when the line is next free, each way
+        in_idle = out_idle = True  # nothing in flight that way: a new burst may start at once
         last_activity = time.monotonic()
         while True:
             now = time.monotonic()
@@ -367,7 +373,7 @@ class Emulator:
             moved = False
             # Host -> module.
             if rate:
-                sched_in = max(sched_in, now - SLACK_S)
+                sched_in = now - BURST_S if in_idle else max(sched_in, now - SLACK_S)
                 n = int((now - sched_in) * rate)
             else:
                 n = 65536
@@ -382,14 +388,15 @@ class Emulator:
                     self.stats["host_to_module"] += len(data)
                     self._transcript(">", data)
                     core.feed(data)
-                if len(data) < n:
+                in_idle = len(data) < n
+                if in_idle:
                     sched_in = now  # the line went idle: no credit for the silence
 
             # Module -> host.
             out = core.out
             if out:
                 if rate:
-                    sched_out = max(sched_out, now - SLACK_S)
+                    sched_out = now - BURST_S if out_idle else max(sched_out, now - SLACK_S)
                     n = min(int((now - sched_out) * rate), len(out))
                 else:
                     n = len(out)
@@ -404,12 +411,14 @@ class Emulator:
                         if rate:
                             sched_out += written / rate
                         self.stats["module_to_host"] += written
+                out_idle = False
             else:
                 sched_out = now  # nothing to send: the line is idle from here
+                out_idle = True
             if moved:
                 last_activity = now
             if out or moved or now - last_activity < IDLE_AFTER_S:
-                await asyncio.sleep(TICK_S if rate or not moved else 0)
+                await self._next_pass(TICK_S if rate or not moved else 0, in_idle)
                 continue
             # Idle: sleep until the host writes, the network delivers, or a timer is due.
             self._wake.clear()
@@ -423,6 +432,24 @@ class Emulator:
             finally:
                 loop.remove_reader(self.master)
             last_activity = sched_in = sched_out = time.monotonic()  # the line was idle meanwhile
+            in_idle = out_idle = True
+
+    async def _next_pass(self, seconds, listen):
+        """Wait for the next pacing pass. While the host's line is idle (``listen``)
+        a write from the host ends the wait at once, so its bytes start on the wire
+        when they are written instead of on the next pass."""
+        if not seconds or not listen or self._tcp is not None:
+            await asyncio.sleep(seconds)
+            return
+        loop = asyncio.get_running_loop()
+        self._wake.clear()
+        loop.add_reader(self.master, self._wake.set)
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(self.master)
 
     # --- TCP serial ---------------------------------------------------------
 
