@@ -171,7 +171,11 @@ def _heap_free():
     return gc.mem_free() if hasattr(gc, "mem_free") else None
 
 
-async def main(config, transport):
+async def bring_up(config, transport):
+    """Start the driver and wait until the module is set up and on the network.
+
+    Returns ``(engine, net, wifi, supervisor)``; the supervisor keeps it so.
+    """
     engine = Engine(transport)
     engine.start()
     net = Net(engine, config["http"].get("max_handlers", 6), config["http"].get("idle_ms", 5000))
@@ -182,6 +186,11 @@ async def main(config, transport):
     asyncio.create_task(supervisor.run())
     while supervisor.state != "up":
         await asyncio.sleep(0.05)
+    return engine, net, wifi, supervisor
+
+
+async def main(config, transport):
+    engine, net, wifi, supervisor = await bring_up(config, transport)
     app = make_app(engine, wifi, supervisor, ticks_ms(), config["http"].get("root", "www"))
     port = config["http"]["port"]
     await net.start_server(app.handle_request, port)
@@ -197,7 +206,8 @@ async def main(config, transport):
         await asyncio.sleep(3600)
 
 
-def start():
+def start(app=main):
+    """Load the configuration, open the UART and run ``app(config, transport)``."""
     argv = sys.argv[1:] if hasattr(sys, "argv") else []
     uart_path = argv[argv.index("--uart") + 1] if "--uart" in argv else None
     try:
@@ -205,7 +215,7 @@ def start():
     except ConfigError as e:
         print("wizfi250: configuration error:", e)
         return
-    asyncio.run(main(config, open_transport(config["uart"], uart_path)))
+    asyncio.run(app(config, open_transport(config["uart"], uart_path)))
 
 
 if __name__ == "__main__":

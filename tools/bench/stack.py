@@ -1,0 +1,93 @@
+"""The full stack for a benchmark: the emulator paced at a baud rate, and a firmware
+script under the MicroPython unix port talking to it through the emulator's pty.
+
+``Stack`` is a context manager; ``stack.http`` is the host port where module
+port 80 listens, ``stack.wire()`` the bytes that crossed the UART so far.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, "tests_host", "emulator"))
+
+from emu_support import Running, free_port  # noqa: E402
+
+MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
+BUILD = os.path.join(ROOT, "build", "bench-mpy")
+
+
+def build():
+    """Driver and Microdot as .mpy, as a board runs them (skips what is up to date)."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py"), BUILD], check=True)
+
+
+def app_config(**http):
+    """The shipped config.json with the TCP client off (nothing listens for it here)."""
+    with open(os.path.join(ROOT, "config.json")) as f:
+        config = json.load(f)
+    config["tcp_client"]["enabled"] = False
+    config["http"].update(http)
+    return config
+
+
+class Stack:
+    def __init__(self, baud, script="main.py", config=None, heap="256K", ready=b"serving", **emulator):
+        self.http = free_port()
+        self.module = Running(baud=baud, ports={80: self.http, 7: free_port()}, **emulator)
+        self.tmp = tempfile.TemporaryDirectory()
+        path = os.path.join(self.tmp.name, "config.json")
+        with open(path, "w") as f:
+            json.dump(config or app_config(), f)
+        env = dict(os.environ, MICROPYPATH=".frozen:%s:%s" % (BUILD, ROOT), WIZFI_CONFIG=path)
+        cmd = [MICROPYTHON, "-X", "heapsize=" + heap, script, "--uart", self.module.emu.serial_path]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE)
+        self.lines = []  # (time, line) for everything the firmware prints
+        for line in self.proc.stdout:
+            self.lines.append((time.monotonic(), line))
+            if ready in line:
+                threading.Thread(target=self._collect, daemon=True).start()
+                return
+        self.close()
+        raise RuntimeError("firmware exited: %r" % [line for _, line in self.lines])
+
+    def _collect(self):
+        # Keep reading: a firmware blocked on a full stdout pipe would stall.
+        for line in self.proc.stdout:
+            self.lines.append((time.monotonic(), line))
+
+    def wire(self):
+        """(host to module, module to host) bytes on the UART so far."""
+        stats = self.module.emu.stats
+        return stats["host_to_module"], stats["module_to_host"]
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.http, path)
+
+    def get(self, path="/", timeout=60):
+        with urllib.request.urlopen(self.url(path), timeout=timeout) as response:
+            return response.read()
+
+    def settle(self, seconds=1.0):
+        """Let start-up traffic (the first status datagram, listener moves) pass."""
+        time.sleep(seconds)
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.module.close()
+        self.tmp.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
