@@ -262,7 +262,7 @@ class Emulator:
         self.serial_path = None
         self.control_port = None
         self.tcp_serial_port = None
-        self.stats = {"host_to_module": 0, "module_to_host": 0}
+        self.stats = {"host_to_module": 0, "module_to_host": 0, "split_writes": 0}
         self._task = None
         self._servers = []
         self._log = None
@@ -402,6 +402,7 @@ class Emulator:
                     n = len(out)
                 if self.config.split and n > 1:
                     n = self.rng.randint(1, min(n, 64))
+                    self.stats["split_writes"] += 1
                 if n > 0:
                     written = self._write_host(bytes(out[:n]))
                     if written:

@@ -100,7 +100,9 @@ class Module:
         self.timers = []  # (due, seq, fn)
         self._seq = 0
         self.stats = {"commands": 0, "ssend": 0, "ssend_bytes": 0, "rx_bytes": 0, "rx_dropped": 0,
-                      "resets": 0, "frames": 0, "frame_bytes": 0}  # fmt: skip
+                      "resets": 0, "frames": 0, "frame_bytes": 0,
+                      "injected": 0, "ok_delayed": 0, "send_errors": 0}  # fmt: skip
+        # (the last three count what chaos did, so a test can show it happened)
         self.factory = dict(FACTORY, uset="%d,N,8,1,N" % (baud or 115200))
         self.saved = dict(self.factory)  # the flash profile
         self._boot()
@@ -207,6 +209,7 @@ class Module:
 
     def inject_point(self):
         if self.held:
+            self.stats["injected"] += 1
             self.out += self.held.pop(0)
 
     def frame(self, sid, data, peer):
@@ -874,7 +877,9 @@ class Module:
         final = p["status"]
         if final == OK and self.chaos.send_error and self.rng.random() < self.chaos.send_error:
             final = TCP_SEND_ERROR
+            self.stats["send_errors"] += 1
         if self.chaos.ok_delay:
+            self.stats["ok_delayed"] += 1
             self.busy_for(self.chaos.ok_delay)
             self.later(self.chaos.ok_delay, lambda: self._ssend_final(final))
         else:
