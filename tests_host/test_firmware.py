@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 class Firmware:
     """main.py against the emulator: under MicroPython (a subprocess) or CPython (a thread)."""
 
-    def __init__(self, tmp, baud=0, chaos=False, interpreter="micropython", root=None):
+    def __init__(self, tmp, baud=0, chaos=False, interpreter="micropython", root=None, heap="256K"):
         self.http = free_port()
         self.udp = free_port()
         self.tcp_peer = socket.create_server(("127.0.0.1", 0))
@@ -52,7 +52,7 @@ class Firmware:
         if interpreter == "cpython":
             self._start_in_process(config)
         else:
-            self._start_micropython(tmp)
+            self._start_micropython(tmp, heap)
         self.module.buf = b""
         self.wait_serving(30)
 
@@ -69,13 +69,13 @@ class Firmware:
         transport = asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
         self.task = asyncio.run_coroutine_threadsafe(main.main(config, transport), self.loop)
 
-    def _start_micropython(self, tmp):
+    def _start_micropython(self, tmp, heap):
         build = tmp / "mpy"
         subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py"), str(build)], check=True)
         env = dict(os.environ, MICROPYPATH=".frozen:%s" % build, WIZFI_CONFIG=str(tmp / "config.json"))
         self.log = open(tmp / "firmware.log", "w")
         self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=256K", os.path.join(ROOT, "main.py"), "--uart", self.module.emu.serial_path],
+            [MICROPYTHON, "-X", "heapsize=" + heap, os.path.join(ROOT, "main.py"), "--uart", self.module.emu.serial_path],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 

@@ -1,0 +1,191 @@
+"""The shipping firmware (MicroPython, .mpy driver) under load it will meet in the
+field: every chaos knob of the emulator with module resets in the middle, and a
+long soak in a board-sized heap. Each request is checked byte for byte against
+the file it asked for."""
+
+import http.client
+import json
+import os
+import random
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+
+import pytest
+from mpy import ROOT
+from test_firmware import Firmware
+
+CLIENTS = 6
+CHAOS_REQUESTS = 1000
+RESETS = 3
+REQUEST_TIMEOUT_S = 30  # far beyond any transfer here: reaching it is a hang
+RECOVERY_S = 10  # after a reset, a request must succeed again within this
+RETRY_S = 0.5  # a client waits this long after a failure, as a user or a script would
+LIVENESS_GAP_S = 5  # outside reset windows the firmware never goes silent longer
+
+
+class Site:
+    """A copy of the real site plus a 100 KB binary, and the bytes each request must get back."""
+
+    def __init__(self, tmp):
+        self.root = tmp / "www"
+        shutil.copytree(os.path.join(ROOT, "www"), self.root)
+        (self.root / "big.bin").write_bytes(os.urandom(100 * 1024))
+        self.expected = {}  # (path, gzip) -> bytes
+        for path in self.root.rglob("*"):
+            rel = "/" + path.relative_to(self.root).as_posix()
+            if path.is_file() and not rel.endswith(".gz"):
+                self.expected[(rel, False)] = path.read_bytes()
+                gz = path.with_name(path.name + ".gz")
+                if gz.exists():
+                    self.expected[(rel, True)] = gz.read_bytes()
+        self.expected[("/", False)] = self.expected[("/index.html", False)]
+
+    def mix(self, rng, n, big_share):
+        """``n`` requests over every file, ``big_share`` of them the 100 KB binary."""
+        small = [key for key in self.expected if key[0] != "/big.bin"]
+        return [("/big.bin", False) if rng.random() < big_share else rng.choice(small) for _ in range(n)]
+
+
+def fetch(fw, path, gzip):
+    """One GET. Returns ("ok", seconds) or (kind of failure, detail); a wrong byte,
+    a wrong status or a hang is never a clean failure."""
+    headers = {"Accept-Encoding": "gzip"} if gzip else {}
+    try:
+        status, _, body = fw.get(path, headers, timeout=REQUEST_TIMEOUT_S)
+    except urllib.error.HTTPError as e:
+        return "bad status", e.code
+    except (TimeoutError, socket.timeout) as e:
+        return "hang", repr(e)
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, (TimeoutError, socket.timeout)):
+            return "hang", repr(e)
+        return "clean", repr(e)
+    except (OSError, http.client.HTTPException) as e:  # refused, reset, closed, short read
+        return "clean", repr(e)
+    return ("ok", body) if status == 200 else ("bad status", status)
+
+
+class Liveness:
+    """UDP echoes every 0.5 s from a thread: the times the firmware answered."""
+
+    def __init__(self, fw):
+        self.fw = fw
+        self.answers = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.settimeout(0.5)
+        n = 0
+        while not self.stopping.is_set():
+            n += 1
+            ping = b"ping %d" % n
+            sent = time.monotonic()
+            udp.sendto(ping, ("127.0.0.1", self.fw.udp))
+            try:
+                while time.monotonic() - sent < 0.5:
+                    if udp.recvfrom(100)[0] == ping:
+                        self.answers.append(time.monotonic())
+                        break
+            except OSError:
+                pass
+            time.sleep(max(0.0, 0.5 - (time.monotonic() - sent)))
+        udp.close()
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(5)
+
+    def gaps(self, start, end):
+        """Silences between answers (and before the first/after the last) in [start, end]."""
+        times = [start] + [t for t in self.answers if start <= t <= end] + [end]
+        return [(a, b) for a, b in zip(times, times[1:])]
+
+
+def overlaps(a, b, windows):
+    return any(a <= w_end and b >= w_start for w_start, w_end in windows)
+
+
+def test_chaos_1000_requests_six_clients_three_resets(tmp_path):
+    site = Site(tmp_path)
+    fw = Firmware(tmp_path, root=site.root)
+    try:
+        chaos = {"inject": True, "ok_delay": 0.002, "send_error": 0.001, "split": True, "seed": 8}
+        assert fw.control(op="chaos", **chaos)["ok"]
+        before = fw.control(op="stats")["stats"]
+        plan = site.mix(random.Random(8), CHAOS_REQUESTS, big_share=0.05)
+        results = []  # (start, end, path, gzip, outcome, detail)
+        lock = threading.Lock()
+        live = Liveness(fw)
+
+        def client():
+            while True:
+                with lock:
+                    if not plan:
+                        return
+                    path, gzip = plan.pop()
+                start = time.monotonic()
+                outcome, detail = fetch(fw, path, gzip)
+                if outcome == "ok" and detail != site.expected[(path, gzip)]:
+                    outcome, detail = "wrong bytes", len(detail)
+                with lock:
+                    results.append((start, time.monotonic(), path, gzip, outcome, detail))
+                if outcome != "ok":
+                    time.sleep(RETRY_S)
+
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(CLIENTS)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        windows = []  # (reset, first success of a request started after it)
+        for k in range(1, RESETS + 1):
+            while len(results) < k * CHAOS_REQUESTS // (RESETS + 1):
+                time.sleep(0.05)
+            reset_at = time.monotonic()
+            assert fw.control(op="reset")["ok"]
+            back = None
+            while back is None and time.monotonic() - reset_at < 3 * RECOVERY_S:
+                time.sleep(0.05)
+                with lock:
+                    back = min((r[1] for r in results if r[0] > reset_at and r[4] == "ok"), default=None)
+            windows.append((reset_at, back if back is not None else float("inf")))
+        for t in threads:
+            t.join(REQUEST_TIMEOUT_S * CHAOS_REQUESTS)
+        ended = time.monotonic()
+        live.stop()
+        after = fw.control(op="stats")["stats"]
+        status = json.loads(fw.get("/api/status")[2])
+    finally:
+        alive = fw.proc.poll() is None
+        fw.stop()
+
+    did = {key: after[key] - before[key] for key in ("injected", "ok_delayed", "send_errors", "split_writes", "resets")}
+    ok = sum(1 for r in results if r[4] == "ok")
+    failed = [r for r in results if r[4] != "ok"]
+    outside = [r for r in failed if not overlaps(r[0], r[1], windows)]
+    recovery = [round(back - reset, 2) for reset, back in windows]
+    silences = live.gaps(started, ended)
+    quiet = max((b - a for a, b in silences if not overlaps(a, b, windows)), default=0)
+    print("\nchaos: %d requests in %.1f s: %d ok, %d failed (%d outside reset windows); recovery %s s;"
+          " longest silence outside resets %.1f s; module chaos %s; firmware counters %s"
+          % (len(results), ended - started, ok, len(failed), len(outside), recovery, quiet, did, status["counters"]))  # fmt: skip
+
+    assert alive, "the firmware process died"
+    assert len(results) == CHAOS_REQUESTS
+    assert [r for r in failed if r[4] != "clean"] == [], "a wrong byte, a wrong status or a hang"
+    # Every chaos knob really acted on this run, and the three resets happened.
+    assert did["injected"] > 0 and did["ok_delayed"] > 0 and did["send_errors"] > 0 and did["split_writes"] > 0
+    assert did["resets"] == RESETS
+    assert max(recovery) <= RECOVERY_S, recovery
+    # A [TCP Send Error] ends the one response it hit (nothing can tell how much
+    # of it arrived, so it cannot be resent): the only failures allowed outside
+    # a reset window, and at most one per send error.
+    assert len(outside) <= did["send_errors"], outside
+    assert quiet <= LIVENESS_GAP_S, silences
+    assert status["wifi"]["supervisor"] == "up"
+    assert ok >= CHAOS_REQUESTS * 0.9
