@@ -67,6 +67,29 @@ def test_server_puts_its_listener_back_after_an_accept_without_doubling_it():
     run(main())
 
 
+def test_server_relistens_after_an_accept_that_lands_during_its_relisten():
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+
+        async def handler(reader, writer):
+            await reader.read(10)
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        # A queued browser takes the new listener the moment it exists: its
+        # [CONNECT 1] arrives right behind the relisten's own [LISTEN 1].
+        answers = [b"[OK]\r\n\r\n[LISTEN 1]\r\n\r\n[CONNECT 1]\r\n", b"[OK]\r\n\r\n[LISTEN 2]\r\n"]
+        module.replies[b"AT+SCON=O,TSN"] = lambda cmd: answers.pop(0) if answers else b"[OK]\r\n"
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n")
+        await asyncio.sleep(0.1)
+        eq(len([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN")]), 3)  # start, and one per accept
+        eq(engine.listener().sid, 2)  # listening again without waiting for the module's tick
+        engine.stop()
+
+    run(main())
+
+
 def test_idle_preconnect_is_closed_and_others_are_served():
     async def main():
         module = Module()

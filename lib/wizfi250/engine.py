@@ -46,6 +46,7 @@ class _Transaction:
         self.claim = claim  # SCON client: the first [CONNECT n]/[DISCONNECT n] of a free id is ours
         self.claimed = None  # (kind, sid) once claimed
         self.closing = -1  # SMGMT: the sid whose [DISCONNECT n] belongs to this command
+        self.listened = False  # a [LISTEN n] came while this command was open
         self.error = None  # OSError to raise in the waiter (module reset)
 
 
@@ -145,7 +146,8 @@ class Engine:
             return tx.lines
 
     async def open_socket(self, kind, host="", port=0, local_port=0, timeout_ms=8000):
-        """AT+SCON: a TCP client, a UDP socket or a TCP server. Returns its ``Socket``."""
+        """AT+SCON: a TCP client, a UDP socket or a TCP server. Returns its ``Socket``
+        (for a server, None when a client took the new listener before this returned)."""
         if kind == LISTENER:
             args = b"O,TSN,,,%d,0" % local_port
         else:
@@ -165,6 +167,10 @@ class Engine:
                 sock = self.listener()
                 if sock is not None:
                     return sock  # its [LISTEN n] came already
+                if tx.listened:
+                    # It came, and a [CONNECT n] took it at once: no listener to guess
+                    # at; the server relistens for that accept as for any other.
+                    return None
                 # Not yet: the module took the lowest free id; [LISTEN n] corrects us if not.
                 sid = self._lowest_free()
                 if sid < 0:
@@ -384,6 +390,8 @@ class Engine:
             self._end_socket(sock, 0)
         else:
             self._listen(sid)
+            if tx is not None:
+                tx.listened = True
         self._deliver(kind, sid)
 
     def _listen(self, sid):

@@ -28,6 +28,7 @@ class Server:
         self.accepted = 0
         self.refused = 0
         self._relistening = False
+        self._relisten_wanted = False
 
     def accept(self, sock):
         self.accepted += 1
@@ -48,17 +49,24 @@ class Server:
         would be accepted one a second. Issuing the same ``AT+SCON`` that task
         issues internally brings the next accept down to one command's time.
         It fails harmlessly while every id is taken: the module's own task
-        brings the listener back once one is free.
+        brings the listener back once one is free. An accept that lands while
+        a relisten is on the wire (its [CONNECT n] often comes right behind
+        that command's [LISTEN n]) consumed the new listener: it asks for
+        another pass, or the next browser would wait for the module's tick.
         """
+        self._relisten_wanted = True
         if not self._relistening:
             self._relistening = True
             asyncio.create_task(self._relisten())
 
     async def _relisten(self):
         try:
-            await self.reopen()
-        except OSError:
-            pass
+            while self._relisten_wanted:
+                self._relisten_wanted = False
+                try:
+                    await self.reopen()
+                except OSError:
+                    pass
         finally:
             self._relistening = False
 
