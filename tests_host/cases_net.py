@@ -15,6 +15,18 @@ def net_with(module, **kw):
     return Net(engine, **kw), engine
 
 
+async def reading_server(module):
+    """A server on port 80 whose handler reads a little and closes."""
+    net, engine = net_with(module)
+
+    async def handler(reader, writer):
+        await reader.read(10)
+        await writer.aclose()
+
+    await net.start_server(handler, 80)
+    return net, engine
+
+
 def test_server_coalesces_a_response_into_one_ssend_and_closes():
     async def main():
         module = Module()
@@ -44,13 +56,7 @@ def test_server_coalesces_a_response_into_one_ssend_and_closes():
 def test_server_puts_its_listener_back_after_an_accept_without_doubling_it():
     async def main():
         module = Module()
-        net, engine = net_with(module)
-
-        async def handler(reader, writer):
-            await reader.read(10)
-            await writer.aclose()
-
-        await net.start_server(handler, 80)
+        net, engine = await reading_server(module)
         module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 1]\r\n"
         module.uart.emit(b"\r\n[CONNECT 0]\r\n")  # the listener on 0 became the connection
         await asyncio.sleep(0.05)
@@ -70,13 +76,7 @@ def test_server_puts_its_listener_back_after_an_accept_without_doubling_it():
 def test_server_relistens_after_an_accept_that_lands_during_its_relisten():
     async def main():
         module = Module()
-        net, engine = net_with(module)
-
-        async def handler(reader, writer):
-            await reader.read(10)
-            await writer.aclose()
-
-        await net.start_server(handler, 80)
+        net, engine = await reading_server(module)
         # A queued browser takes the new listener the moment it exists: its
         # [CONNECT 1] arrives right behind the relisten's own [LISTEN 1].
         answers = [b"[OK]\r\n\r\n[LISTEN 1]\r\n\r\n[CONNECT 1]\r\n", b"[OK]\r\n\r\n[LISTEN 2]\r\n"]
