@@ -3,6 +3,7 @@
 import asyncio
 
 from fakeuart import Module, engine_with, eq, fails, run, settle
+from wizfi250 import net as netmod
 from wizfi250.net import Net
 from wizfi250.sockets import TCP
 
@@ -85,6 +86,48 @@ def test_server_relistens_after_an_accept_that_lands_during_its_relisten():
         await asyncio.sleep(0.1)
         eq(len([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN")]), 3)  # start, and one per accept
         eq(engine.listener().sid, 2)  # listening again without waiting for the module's tick
+        engine.stop()
+
+    run(main())
+
+
+def test_connection_beyond_max_handlers_waits_for_a_closing_handler_then_is_refused():
+    async def main():
+        module = Module()
+        net, engine = net_with(module, max_handlers=1)
+        served = []
+        release = asyncio.Event()
+
+        async def handler(reader, writer):
+            served.append(await reader.read(10))
+            await release.wait()
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n{0,10.0.0.4,50000,3}one\r\n")
+        await asyncio.sleep(0.05)
+        # The browser's next connection arrives while the first handler is still closing.
+        module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50001,3}two\r\n")
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.sleep(0.05)
+        eq(served, [b"one", b"two"])
+        eq(net.servers[0].refused, 0)
+        # A slot that does not free up in time: refused, its id given back.
+        release.clear()
+        netmod.SLOT_WAIT_MS = 50
+        try:
+            module.uart.emit(b"\r\n[CONNECT 2]\r\n{2,10.0.0.4,50002,5}three\r\n")
+            await asyncio.sleep(0.02)
+            module.uart.emit(b"\r\n[CONNECT 3]\r\n{3,10.0.0.4,50003,4}four\r\n")
+            await asyncio.sleep(0.2)
+        finally:
+            netmod.SLOT_WAIT_MS = 1000
+        eq(served, [b"one", b"two", b"three"])
+        eq(net.servers[0].refused, 1)
+        assert b"AT+SMGMT=3" in module.commands
+        release.set()
+        await asyncio.sleep(0.05)
         engine.stop()
 
     run(main())
