@@ -100,7 +100,6 @@ def test_full_socket_ring_holds_the_uart_until_the_app_reads():
             sock.changed.clear()
             if len(sock.rx):
                 got += sock.rx.read(50)
-                sock.consumed()
                 await asyncio.sleep(0)
             elif not sock.open:
                 break

@@ -20,9 +20,11 @@ transaction moves, with the command's own timeout.
 import asyncio
 
 from . import parser as P
-from .compat import ticks_add, ticks_diff, ticks_ms
+from .compat import sleep_ms, ticks_add, ticks_diff, ticks_ms
 from .ring import Ring
 from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, UDP, Socket
+
+SSEND_MAX = 1400  # payload per SSEND: what the module reads in one piece (reference 4.4)
 
 EIO = 5
 EINVAL = 22
@@ -52,7 +54,7 @@ class _Transaction:
 class Engine:
     """Drives one module over ``transport`` (``async readinto(buf)``, ``async write(buf)``)."""
 
-    def __init__(self, transport, rx_size=4096, max_line=256, socket_rx=2048, stall_ms=5000):
+    def __init__(self, transport, rx_size=2048, max_line=256, socket_rx=512, stall_ms=5000):
         self.transport = transport
         self.parser = P.Parser(self, rx_size, max_line)
         self.table = [None] * 8  # sid -> Socket, as the module sees it now
@@ -69,9 +71,12 @@ class Engine:
         self.tx = None
         self.pending = []
         self._lock = asyncio.Lock()
+        self._payload = memoryview(bytearray(SSEND_MAX))  # ssend_from copies each chunk here
         self._moved = asyncio.Event()  # the open transaction made progress
-        self._room = asyncio.Event()  # a socket ring has free space again
-        self._rings = []  # receive rings of released sockets, for reuse
+        # One receive ring per module socket id, allocated now: a ring allocated
+        # when a browser connects can fail on a busy, fragmented heap, and that
+        # MemoryError would stop the reader. Released sockets give theirs back.
+        self._rings = [Ring(socket_rx) for _ in range(8)]
         self._resync = False
         self._task = None
         self.last_rx = ticks_ms()  # when the module last said anything (liveness)
@@ -91,14 +96,20 @@ class Engine:
     async def _reader(self):
         parser = self.parser
         rx = parser.rx
-        readinto = self.transport.readinto
+        transport = self.transport
+        readinto = transport.readinto
+        # A transport may also read without waiting: while the module streams,
+        # that skips a coroutine (and its heap block) for every UART read.
+        ready = getattr(transport, "readinto_now", None)
         try:
             while True:
-                if parser.parse():
-                    rx.commit(await readinto(rx.space()))
-                    self.last_rx = ticks_ms()
-                else:
+                if not parser.parse():
                     await self._wait_room()
+                    continue
+                space = rx.space()
+                n = ready(space) if ready is not None else 0
+                rx.commit(n or await readinto(space))
+                self.last_rx = ticks_ms()
         except BaseException as e:  # stopped, cancelled with the program, transport failed, heap ran out
             if self._task is asyncio.current_task():
                 self._task = None  # commands now fail at once instead of timing out
@@ -109,20 +120,25 @@ class Engine:
             raise
 
     async def _wait_room(self):
-        """A socket ring is full mid-frame: hold the UART (RTS) until the app reads."""
-        self._room.clear()
-        try:
-            await asyncio.wait_for(self._room.wait(), self.stall_ms / 1000)
-        except asyncio.TimeoutError:
-            # The app stopped reading. Better one socket lost with a reported error
-            # than every socket, and every transaction, stuck behind it.
-            sock = self.parser._target
-            self.counters["overflow"] += 1
-            self.counters["discarded"] += self.parser.abandon(sock)
-            self._end_socket(sock, ENOBUFS)
+        """A socket ring is full mid-frame: hold the UART (RTS) until the app reads.
 
-    def room(self):
-        self._room.set()
+        This polls every millisecond instead of waiting on an Event that readers
+        set: when the app reads slower than the wire it happens once per frame,
+        and ``sleep_ms`` allocates nothing where an Event wait (and worse,
+        ``wait_for``) allocates every time.
+        """
+        parser = self.parser
+        since = ticks_ms()
+        while not parser.parse():
+            if ticks_diff(ticks_ms(), since) > self.stall_ms:
+                # The app stopped reading. Better one socket lost with a reported error
+                # than every socket, and every transaction, stuck behind it.
+                sock = parser._target
+                self.counters["overflow"] += 1
+                self.counters["discarded"] += parser.abandon(sock)
+                self._end_socket(sock, ENOBUFS)
+                return
+            await sleep_ms(1)
 
     # --- commands -----------------------------------------------------------
 
@@ -230,28 +246,48 @@ class Engine:
                     self._new_socket(sid, kind, local_port)
 
     async def ssend(self, sock, data, ip="", port=0):
-        """AT+SSEND: send ``data`` (at most a few KB) on ``sock``, the whole transaction.
+        """AT+SSEND: send ``data`` (at most ``SSEND_MAX`` bytes) on ``sock``, the whole transaction.
 
         Raises ``OSError(ECONNRESET)`` if ``sock`` ended while the send waited
         for its turn: its id may already belong to a new connection, which
         must never receive another connection's bytes.
         """
+        async with self._lock:
+            await self._ssend(sock, data, len(data), ip, port)
+
+    async def ssend_from(self, sock, queue, n):
+        """Send the first ``n`` bytes of the bytearray ``queue`` and remove them from it.
+
+        The bytes are taken once the send has its turn, so two senders of one
+        stream (a writer and its flush timer) keep their order, and they are
+        copied into one buffer the engine keeps for every send: a stream
+        streaming a file allocates nothing per chunk that could fragment the heap.
+        """
+        async with self._lock:
+            if self.table[sock.sid] is not sock:
+                raise OSError(ECONNRESET, "socket closed")  # before taking a byte of the queue
+            n = min(n, len(queue))
+            if n:
+                payload = self._payload
+                payload[:n] = memoryview(queue)[:n]
+                queue[:n] = b""
+                await self._ssend(sock, payload[:n], n, "", 0)
+
+    async def _ssend(self, sock, data, n, ip, port):
         sid = sock.sid
-        n = len(data)
+        if self.table[sid] is not sock:
+            raise OSError(ECONNRESET, "socket closed")
         if ip:
             cmd = b"AT+SSEND=%d,%s,%d,%d" % (sid, ip.encode(), port, n)
         else:
             cmd = b"AT+SSEND=%d,,,%d" % (sid, n)
-        async with self._lock:
-            if self.table[sid] is not sock:
-                raise OSError(ECONNRESET, "socket closed")
-            tx = _Transaction(cmd, prompt=(sid, n))
-            # The prompt may sit behind a frame for a socket whose reader is slow:
-            # outlast the stall limit, which frees the UART by dropping that socket.
-            await self._run(tx, self.stall_ms + 2000, data)
-            self.counters["ssend"] += 1
-            self.counters["tx_bytes"] += n
-            sock.tx_bytes += n
+        tx = _Transaction(cmd, prompt=(sid, n))
+        # The prompt may sit behind a frame for a socket whose reader is slow:
+        # outlast the stall limit, which frees the UART by dropping that socket.
+        await self._run(tx, self.stall_ms + 2000, data)
+        self.counters["ssend"] += 1
+        self.counters["tx_bytes"] += n
+        sock.tx_bytes += n
 
     async def _run(self, tx, timeout_ms, payload=None):
         """Put ``tx`` on the wire and wait for its end. The lock is held."""
@@ -427,7 +463,6 @@ class Engine:
         if tx is not None and tx.error is None:
             tx.error = OSError(errno, why)
             self._moved.set()
-        self._room.set()
 
     def _new_socket(self, sid, kind, local_port=0):
         ring = self._rings.pop() if self._rings else Ring(self.socket_rx)
@@ -447,7 +482,6 @@ class Engine:
         if self.table[sock.sid] is sock:
             self.table[sock.sid] = None
         self._rings.append(sock.rx)
-        self._room.set()
 
     def listener(self):
         """The server's listening socket, on whichever id the module moved it to, or None."""

@@ -12,7 +12,7 @@ import asyncio
 from . import parser as P
 from .engine import ETIMEDOUT
 from .sockets import ACCEPTED, LISTENER, TCP, UDP
-from .stream import Stream
+from .stream import Stream, new_queue
 
 
 class Server:
@@ -28,6 +28,9 @@ class Server:
         self.accepted = 0
         self.refused = 0
         self._relistening = False
+        # One output queue per handler, allocated while the heap is still whole;
+        # a queue goes back here when its connection is over.
+        self._queues = [new_queue() for _ in range(max_handlers)]
 
     def accept(self, sock):
         self.accepted += 1
@@ -38,7 +41,8 @@ class Server:
             asyncio.create_task(self._refuse(sock))
             return
         self.active += 1
-        asyncio.create_task(self._serve(Stream(self.net.engine, sock)))
+        queue = self._queues.pop() if self._queues else None
+        asyncio.create_task(self._serve(Stream(self.net.engine, sock, queue=queue)))
 
     def _relisten_soon(self):
         """Put a listener back now rather than on the module's next tick.
@@ -77,6 +81,8 @@ class Server:
             self.active -= 1
             if stream.sock.rx is not None:
                 await stream.aclose()
+            if isinstance(stream._out, bytearray) and stream._flusher is None:
+                self._queues.append(stream._out)  # closed: no send of this stream can touch it now
 
     async def _first_byte(self, stream):
         try:
@@ -118,9 +124,7 @@ class Datagram:
         while len(sock.rx) < length:  # the frame's payload is still arriving
             sock.changed.clear()
             await sock.changed.wait()
-        data = sock.rx.read(length)
-        sock.consumed()
-        return data, peer
+        return sock.rx.read(length), peer
 
     async def close(self):
         if self.sock.open:

@@ -59,10 +59,6 @@ class Socket:
             self.error = error
         self.changed.set()
 
-    def consumed(self):
-        """The application took bytes out of ``rx``: the reader may resume a paused frame."""
-        self.engine.room()
-
     def release(self):
         """The application is done with it: the engine takes back its receive ring."""
         if self.rx is not None:

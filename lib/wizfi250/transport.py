@@ -5,6 +5,10 @@
 ``await write(data)``
     send all of ``data`` (blocking on RTS/CTS if the UART does flow control).
 
+and may offer a third, ``readinto_now(buf)``: copy what is already there
+without waiting (0 or None if nothing). The engine tries it first, which
+saves a coroutine per read while the module streams.
+
 ``StreamTransport`` covers MicroPython: ``machine.UART`` and, on the unix
 port, a pty or tty opened by ``open_device``. ``PollingTransport`` covers
 CircuitPython's ``busio.UART``, which cannot be polled by asyncio.
@@ -17,7 +21,11 @@ class StreamTransport:
     """A pollable stream (``machine.UART``, a non-blocking tty file) under asyncio."""
 
     def __init__(self, stream):
+        self.raw = stream
         self.stream = asyncio.StreamReader(stream)
+
+    def readinto_now(self, buf):
+        return self.raw.readinto(buf)
 
     async def readinto(self, buf):
         while True:
