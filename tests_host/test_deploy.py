@@ -56,8 +56,12 @@ def test_deploy_serves_the_site_and_resends_only_what_changed(tmp_path, board):
         path = tmp_path / "config.json"
         path.write_text(json.dumps(config))
 
-        sent = deploy(board.port, "--config", str(path), "--reset")
         root = tmp_path / "board"
+        stale = root / "lib" / "wizfi250" / "engine.py"  # as `mpremote mip install` leaves it
+        stale.parent.mkdir(parents=True)
+        stale.write_text("raise ImportError('the stale source ran instead of engine.mpy')\n")
+        sent = deploy(board.port, "--config", str(path), "--reset")
+        assert not stale.exists()
         assert "lib/wizfi250/engine.mpy" in sent and "lib/microdot/microdot.mpy" in sent
         for name in sent:
             assert (root / name).is_file(), name

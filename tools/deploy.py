@@ -108,6 +108,24 @@ def deploy(transport, files):
     return sent, unchanged
 
 
+def remove_shadows(transport, files):
+    """Delete a board's lib/**.py that would shadow a deployed .mpy (MicroPython
+    imports x.py before x.mpy), such as the sources `mpremote mip install` leaves."""
+    removed = []
+    folders = {}
+    for _, remote in files:
+        if remote.startswith("lib/") and remote.endswith(".mpy"):
+            folder, name = remote.rsplit("/", 1)
+            folders.setdefault(folder, set()).add(name[:-4] + ".py")
+    for folder, shadows in sorted(folders.items()):
+        for entry in transport.fs_listdir(folder):
+            if entry.name in shadows:
+                transport.fs_rmfile(folder + "/" + entry.name)
+                removed.append(folder + "/" + entry.name)
+                print("removed", removed[-1], "(it would shadow the .mpy)", flush=True)
+    return removed
+
+
 def soft_reset(transport):
     """Ctrl-D at the friendly REPL, as a user would: boot.py then main.py run."""
     transport.exit_raw_repl()
@@ -134,6 +152,7 @@ def main(argv=None):
         return 2
     try:
         sent, unchanged = deploy(transport, files)
+        remove_shadows(transport, files)
         if args.reset:
             soft_reset(transport)
     except (NoBoard, TransportError, OSError) as e:
