@@ -23,7 +23,6 @@ banner (the unix port's own).
     python tools/vboard.py SANDBOX [--link PATH] [--heap 256K]
 """
 
-import fcntl
 import os
 import select
 import shutil
@@ -35,7 +34,6 @@ import tempfile
 import threading
 import tty
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONSOLE_KEEP = 16384
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 
@@ -91,35 +89,31 @@ class VirtualBoard:
         self._thread.start()
 
     def _start_interpreter(self, run_main):
-        self.inner, child_tty = os.openpty()
+        self.inner, self._child_tty = os.openpty()
         # Raw bytes both ways, but Ctrl-C still raises KeyboardInterrupt in running
         # code; the unix port switches ISIG off itself while its REPL reads a line.
-        tty.setraw(child_tty)
-        attrs = termios.tcgetattr(child_tty)
+        tty.setraw(self._child_tty)
+        attrs = termios.tcgetattr(self._child_tty)
         attrs[3] |= termios.ISIG
-        termios.tcsetattr(child_tty, termios.TCSANOW, attrs)
+        termios.tcsetattr(self._child_tty, termios.TCSANOW, attrs)
         script = os.path.join(self._scratch, "startup.py")
         with open(script, "w") as f:
             f.write(STARTUP % {"root": self.sandbox, "main": "_board_run('main.py')" if run_main else ""})
-
-        def controlling_tty():
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])  # tools/vboard blocks them for sigwait
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
+        # In a new session, opening the tty by name makes it the controlling
+        # terminal, which is what turns Ctrl-C into SIGINT for the interpreter.
         self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=" + self.heap, "-i", script],
-            stdin=child_tty, stdout=child_tty, stderr=child_tty, preexec_fn=controlling_tty,
-            env=dict(os.environ, MICROPYPATH=".frozen"), cwd=self.sandbox,
+            ["/bin/sh", "-c", 'exec "$0" "$@" <>"$VBOARD_TTY" >&0 2>&0',
+             MICROPYTHON, "-X", "heapsize=" + self.heap, "-i", script],
+            env=dict(os.environ, MICROPYPATH=".frozen", VBOARD_TTY=os.ttyname(self._child_tty)),
+            cwd=self.sandbox, start_new_session=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        os.close(child_tty)
         if self.raw:
             os.write(self.inner, b"\x01")  # back into the raw REPL, where the reset came from
 
     def _soft_reset(self):
         """The interpreter ended (Ctrl-D at an empty prompt): start a fresh one, like a board."""
-        self.proc.wait()
         os.close(self.inner)
+        os.close(self._child_tty)
         self.resets += 1
         self._to_host(b"soft reboot\r\n")
         self._start_interpreter(run_main=not self.raw)
@@ -148,14 +142,9 @@ class VirtualBoard:
                 if data:
                     os.write(self.inner, data)
             if self.inner in ready:
-                try:
-                    data = os.read(self.inner, 4096)
-                except OSError:  # EIO: every holder of the interpreter's tty is gone
-                    data = b""
-                if data:
-                    self._to_host(data)
-                elif not self._stop.is_set():
-                    self._soft_reset()
+                self._to_host(os.read(self.inner, 4096))
+            elif self.proc.poll() is not None and not self._stop.is_set():
+                self._soft_reset()  # after its last output: nothing was ready to read
 
     def close(self):
         self._stop.set()
@@ -166,7 +155,7 @@ class VirtualBoard:
             self.proc.kill()
             self.proc.wait()
         self._thread.join(5)
-        for fd in (self.inner, self.master, self._slave):
+        for fd in (self.inner, self._child_tty, self.master, self._slave):
             try:
                 os.close(fd)
             except OSError:
@@ -184,13 +173,16 @@ def main():
     parser.add_argument("--link", help="make a symlink to the pty here")
     parser.add_argument("--heap", default="256K", help="MicroPython GC heap (default 256K)")
     args = parser.parse_args()
-    stop = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     board = VirtualBoard(args.sandbox, args.heap, args.link)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("port", board.port, flush=True)
     print("ready", flush=True)
-    signal.sigwait(stop)
-    board.close()
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.close()
 
 
 if __name__ == "__main__":
