@@ -52,16 +52,15 @@ def connect(port):
     """A SerialTransport in the raw REPL of a freshly soft-reset board, or NoBoard."""
     if not os.path.exists(port):
         raise NoBoard("no board: %s does not exist (is it plugged in? `ls /dev/ttyACM* /dev/ttyUSB*`)" % port)
-    seen = io.StringIO()
     try:
-        with contextlib.redirect_stdout(seen):  # mpremote prints what it read before failing
-            transport = SerialTransport(port)
+        transport = SerialTransport(port)
     except TransportError:
         raise NoBoard("no board: cannot open %s (in use by another program, or no permission)" % port)
     # mpremote reads a pty without a timeout: a silent one would hang it for ever.
     transport.serial.timeout = 1
+    seen = io.StringIO()
     try:
-        with contextlib.redirect_stdout(seen):
+        with contextlib.redirect_stdout(seen):  # mpremote prints what it read before failing
             transport.enter_raw_repl(soft_reset=True, timeout_overall=ANSWER_S)
         transport.serial.timeout = None
     except TransportError:
