@@ -46,7 +46,8 @@ class _Transaction:
         self.text = b""  # the terminal line itself
         self.prompt = prompt  # SSEND: the (sid, len) prompt awaited; True once seen
         self.claim = claim  # SCON client: the first [CONNECT n]/[DISCONNECT n] of a free id is ours
-        self.claimed = None  # (kind, sid) once claimed
+        self.claimed = None  # type: tuple | None  # (kind, sid) once claimed
+        self.kind = 0  # SCON: the kind of socket asked for
         self.closing = -1  # SMGMT: the sid whose [DISCONNECT n] belongs to this command
         self.error = None  # OSError to raise in the waiter (module reset)
 
@@ -57,7 +58,7 @@ class Engine:
     def __init__(self, transport, rx_size=2048, max_line=256, socket_rx=512, stall_ms=5000):
         self.transport = transport
         self.parser = P.Parser(self, rx_size, max_line)
-        self.table = [None] * 8  # sid -> Socket, as the module sees it now
+        self.table = [None] * 8  # type: list[Socket | None]  # sid -> Socket, as the module sees it now
         self.socket_rx = socket_rx
         self.stall_ms = stall_ms  # a full socket ring may hold the UART this long
         self.on_event = None  # callable(kind, arg): app-visible events, in order
@@ -187,6 +188,7 @@ class Engine:
                     raise OSError(EIO, "no free socket")
                 self._listen(sid)
                 return self.table[sid]
+            assert tx.claimed  # _run ends a claiming SCON only once its id is claimed
             event, sid = tx.claimed
             if event == P.DISCONNECT:
                 raise OSError(ECONNREFUSED, "connect failed")

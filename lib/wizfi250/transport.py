@@ -38,8 +38,10 @@ class StreamTransport:
                 await asyncio.sleep_ms(10)
 
     async def write(self, data):
-        self.stream.write(data)
-        await self.stream.drain()
+        # MicroPython's StreamReader is its one Stream class, a writer too; the
+        # stubs describe CPython's, which is not.
+        self.stream.write(data)  # pyright: ignore[reportAttributeAccessIssue]
+        await self.stream.drain()  # pyright: ignore[reportAttributeAccessIssue]
 
 
 class PollingTransport:
@@ -73,7 +75,7 @@ def machine_uart(uart_id, baud=115200, tx=None, rx=None, rts=None, cts=None, flo
     """A ``StreamTransport`` over ``machine.UART`` (MicroPython boards)."""
     from machine import UART, Pin
 
-    kw = {"baudrate": baud, "rxbuf": rxbuf, "timeout": 0}
+    kw = {"baudrate": baud, "rxbuf": rxbuf, "timeout": 0}  # type: dict
     for name, pin in (("tx", tx), ("rx", rx), ("rts", rts), ("cts", cts)):
         if pin is not None:
             kw[name] = Pin(pin)
