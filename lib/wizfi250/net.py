@@ -81,7 +81,7 @@ class Server:
             self.active -= 1
             if stream.sock.rx is not None:
                 await stream.aclose()
-            if isinstance(stream._out, bytearray) and stream._flusher is None:
+            if stream._out is not None and stream._flusher is None:
                 self._queues.append(stream._out)  # closed: no send of this stream can touch it now
 
     async def _first_byte(self, stream):

@@ -35,7 +35,7 @@ class Stream:
         self.engine = engine
         self.sock = sock
         self.flush_ms = flush_ms
-        self._out = queue if queue is not None else b""  # the output queue (see write)
+        self._out = queue  # the output queue, from the first write on if not given
         self._flusher = None
         self._closed = False
 
@@ -88,13 +88,13 @@ class Stream:
     def write(self, data):
         if self._closed or not self.sock.open:
             raise OSError(ECONNRESET)
-        if not isinstance(self._out, bytearray):
+        if self._out is None:
             self._out = new_queue()
         self._out += data
 
     async def drain(self):
         """Send every full chunk now; leave a short tail for the next writes to join."""
-        while len(self._out) >= SSEND_MAX:
+        while self._out and len(self._out) >= SSEND_MAX:
             await self._send(SSEND_MAX)
         if self._out and self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later())
