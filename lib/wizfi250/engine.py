@@ -55,7 +55,7 @@ class _Transaction:
 class Engine:
     """Drives one module over ``transport`` (``async readinto(buf)``, ``async write(buf)``)."""
 
-    def __init__(self, transport, rx_size=2048, max_line=256, socket_rx=512, stall_ms=5000):
+    def __init__(self, transport, rx_size=2048, max_line=256, socket_rx=2048, stall_ms=5000):
         self.transport = transport
         self.parser = P.Parser(self, rx_size, max_line)
         self.table = [None] * 8  # type: list[Socket | None]  # sid -> Socket, as the module sees it now
