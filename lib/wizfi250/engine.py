@@ -74,10 +74,7 @@ class Engine:
         self._lock = asyncio.Lock()
         self._payload = memoryview(bytearray(SSEND_MAX))  # ssend_from copies each chunk here
         self._moved = asyncio.Event()  # the open transaction made progress
-        # One receive ring per module socket id, allocated now: a ring allocated
-        # when a browser connects can fail on a busy, fragmented heap, and that
-        # MemoryError would stop the reader. Released sockets give theirs back.
-        self._rings = [Ring(socket_rx) for _ in range(8)]
+        self._rings = []  # receive rings of released sockets, for reuse
         self._resync = False
         self._task = None
         self.last_rx = ticks_ms()  # when the module last said anything (liveness)
@@ -205,7 +202,14 @@ class Engine:
         already gone on the module, closing it again changes nothing. If it
         ended while the close waited for its turn, nothing is sent: its id may
         already be a new connection's.
+
+        What arrives for it from now on is dropped: a full ring would hold the
+        UART, and with it this very command's answer, until the stall limit.
         """
+        sock.closing = True
+        if sock.rx is not None:
+            self.counters["discarded"] += len(sock.rx)
+            sock.rx.clear()
         async with self._lock:
             if self.table[sock.sid] is not sock:
                 sock.ended(0)
@@ -467,9 +471,18 @@ class Engine:
             self._moved.set()
 
     def _new_socket(self, sid, kind, local_port=0):
-        ring = self._rings.pop() if self._rings else Ring(self.socket_rx)
-        ring.clear()
+        try:
+            ring = self._rings.pop() if self._rings else Ring(self.socket_rx)
+            ring.clear()
+        except MemoryError:
+            # The reader runs this: it must not die of a full heap. The socket
+            # exists on the module, so keep it, drop its input and fail its reader.
+            ring = None
         sock = Socket(self, sid, kind, local_port, ring)
+        if ring is None:
+            self.counters["overflow"] += 1
+            sock.closing = True  # input dropped; a read fails, and the close still reaches the module
+            sock.error = ENOBUFS
         self.table[sid] = sock
         return sock
 

@@ -115,6 +115,8 @@ class Datagram:
 
     async def recvfrom(self):
         sock = self.sock
+        if sock.rx is None:
+            raise OSError(sock.error or 104)  # released, or no heap for its ring
         while not sock.datagrams:
             if not sock.open:
                 raise OSError(104)

@@ -37,12 +37,16 @@ class Socket:
         self.tx_bytes = 0
         self.open = True  # False after [DISCONNECT n], a reset or a local close
         self.error = 0  # errno that ended it abnormally, 0 if none
+        self.closing = False  # the application is closing it: incoming payload is dropped
         self.changed = asyncio.Event()  # set when data arrives or the socket ends
         # UDP only: (length, ip, port) for each datagram still in ``rx``.
         self.datagrams = [] if kind == UDP else None
 
     def write(self, mv, start, end):
         """Parser payload target: keep what fits, the parser waits for the rest."""
+        if self.closing:  # nobody will read it, and waiting for room would hold the UART
+            self.engine.counters["discarded"] += end - start
+            return end - start
         n = self.rx.write(mv, start, end)
         if n:
             self.rx_bytes += n
