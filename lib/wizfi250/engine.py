@@ -472,14 +472,16 @@ class Engine:
 
     def _new_socket(self, sid, kind, local_port=0):
         try:
-            ring = self._rings.pop() if self._rings else Ring(self.socket_rx)
-            ring.clear()
+            ring = None  # a listener never receives: data on its id is a new connection
+            if kind != LISTENER:
+                ring = self._rings.pop() if self._rings else Ring(self.socket_rx)
+                ring.clear()
         except MemoryError:
             # The reader runs this: it must not die of a full heap. The socket
             # exists on the module, so keep it, drop its input and fail its reader.
             ring = None
         sock = Socket(self, sid, kind, local_port, ring)
-        if ring is None:
+        if ring is None and kind != LISTENER:
             self.counters["overflow"] += 1
             sock.closing = True  # input dropped; a read fails, and the close still reaches the module
             sock.error = ENOBUFS

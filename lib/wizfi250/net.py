@@ -28,9 +28,7 @@ class Server:
         self.accepted = 0
         self.refused = 0
         self._relistening = False
-        # One output queue per handler, allocated while the heap is still whole;
-        # a queue goes back here when its connection is over.
-        self._queues = [new_queue() for _ in range(max_handlers)]
+        self._queues = []  # output queues of finished handlers, for the next ones
 
     def accept(self, sock):
         self.accepted += 1

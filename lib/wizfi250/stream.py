@@ -23,7 +23,7 @@ def new_queue():
     """An empty output queue with room for a full chunk and what came before it.
 
     Allocated whole, once: grown write by write it would scatter blocks over
-    a small heap. A server keeps one per handler from the start (``Net``).
+    a small heap. A server hands finished handlers' queues to new ones.
     """
     queue = bytearray(SSEND_MAX + 512)
     queue[:] = b""  # empty; the capacity stays
