@@ -13,7 +13,7 @@ import sys
 from microdot import Microdot, Response, send_file
 from microdot.microdot import urldecode
 from wizfi250.compat import ticks_diff, ticks_ms
-from wizfi250.engine import ECONNABORTED, Engine
+from wizfi250.engine import ECONNABORTED, SSEND_MAX, Engine
 from wizfi250.net import Net
 from wizfi250.sockets import KIND_NAMES
 from wizfi250.supervisor import Supervisor
@@ -62,6 +62,27 @@ def _exists(path):
         return False
 
 
+class _Chunks:
+    """A file read through one buffer shared by every download, for Microdot's body loop.
+
+    Microdot reads a chunk and passes it to ``Stream.awrite``, which copies it
+    into the socket's queue before anything else runs: so one buffer serves
+    every connection, where reading allocated a kilobyte per chunk that
+    fragmented a small heap until a download failed with MemoryError.
+    """
+
+    buf = memoryview(bytearray(SSEND_MAX))
+
+    def __init__(self, f):
+        self.f = f
+
+    def read(self, n):
+        return self.buf[: self.f.readinto(self.buf[:n])]
+
+    def close(self):
+        self.f.close()
+
+
 def static_file(request, root, path):
     """A file under ``root``, gzipped when the browser accepts it; None for anything outside."""
     path = urldecode(path)
@@ -78,6 +99,7 @@ def static_file(request, root, path):
         full += ".gz"
     else:
         response = send_file(full, max_age=3600)
+    response.body = _Chunks(response.body)
     # With a length a client can tell a transfer cut short (a module reset) from a
     # complete one; HTTP/1.0 without it ends at the close either way.
     response.headers["Content-Length"] = str(os.stat(full)[6])
@@ -86,6 +108,7 @@ def static_file(request, root, path):
 
 def make_app(engine, wifi, supervisor, started, root):
     app = Microdot()
+    Response.send_file_buffer_size = SSEND_MAX  # a chunk fills one AT+SSEND
     Response.types_map["svg"] = "image/svg+xml"
     Response.types_map["ico"] = "image/x-icon"
 

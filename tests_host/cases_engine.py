@@ -5,9 +5,11 @@ MicroPython unix port. The first test is the failure the users hit.
 """
 
 
-from fakeuart import Module, engine_with, eq, fails, run
+import asyncio
+
+from fakeuart import FakeUART, Module, engine_with, eq, fails, run, settle
 from wizfi250 import parser as P
-from wizfi250.sockets import ACCEPTED, LISTENER, TCP, UDP
+from wizfi250.sockets import ACCEPTED, ECONNRESET, LISTENER, TCP, UDP
 
 CUTS = (lambda n: 1, lambda n: 2, lambda n: 3, lambda n: 7, lambda n: n)
 
@@ -156,6 +158,55 @@ def test_init_with_echo_on_turns_it_off_and_enables_what_the_driver_needs():
         await engine.init()
         eq(module.commands, [b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"])
         eq(engine.counters["stray"], 0)
+        engine.stop()
+
+    run(main())
+
+
+def test_a_transport_that_can_read_without_waiting_is_read_that_way():
+    """``readinto_now`` first: while the module streams, no coroutine per UART read."""
+
+    class NowUART(FakeUART):
+        now = 0
+
+        def readinto_now(self, buf):
+            if not self.out:
+                return None  # as machine.UART(timeout=0) says "nothing yet"
+            self.now += 1
+            chunk = self.out.pop(0)
+            buf[: len(chunk)] = chunk
+            return len(chunk)
+
+    async def main():
+        module = Module()
+        module.uart = uart = NowUART()
+        engine, _ = engine_with(module)
+        sock = engine._new_socket(3, TCP)
+        for i in range(4):
+            uart.emit(b"{3,10.0.0.1,80,5}part%d\r\n" % i)
+        await settle()
+        eq(read_all(sock), b"part0part1part2part3")
+        assert uart.now >= 1 and uart.reads == 0
+        engine.stop()
+
+    run(main())
+
+
+def test_two_senders_of_one_queue_keep_its_order_and_a_closed_socket_takes_nothing():
+    async def main():
+        module = Module(lambda n: 2)
+        engine, _ = engine_with(module)
+        sock = engine._new_socket(0, TCP)
+        module.replies[b"AT+SSEND"] = lambda cmd: b"[0,,,%s]\r\n" % cmd.split(b",")[3]
+        queue = bytearray(b"abcdefgh")
+        # A writer and its flush timer both ask for more than is left when their turn comes.
+        await asyncio.gather(engine.ssend_from(sock, queue, 5), engine.ssend_from(sock, queue, 5))
+        eq(module.payloads, [b"abcde", b"fgh"])
+        eq(len(queue), 0)
+        queue += b"not for the next owner of id 0"
+        engine._end_socket(sock, 0)
+        await fails(engine.ssend_from(sock, queue, 5), ECONNRESET)
+        eq(bytes(queue), b"not for the next owner of id 0")
         engine.stop()
 
     run(main())

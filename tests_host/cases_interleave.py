@@ -87,7 +87,6 @@ async def interleaved_ssend(pick):
                     continue
                 if len(sock.rx):
                     got[i] += sock.rx.read()
-                    sock.consumed()
                 elif not sock.open:
                     sock.release()  # read to EOF: hand the ring back, as a handler's close does
                     created[i] = None  # and forget it, as the handler would

@@ -8,6 +8,7 @@ import asyncio
 
 from fakeuart import Module, engine_with, eq, fails, run, settle
 from wizfi250 import parser as P
+from wizfi250.compat import ticks_diff, ticks_ms
 from wizfi250.sockets import ACCEPTED, LISTENER, TCP, UDP
 
 
@@ -100,7 +101,6 @@ def test_full_socket_ring_holds_the_uart_until_the_app_reads():
             sock.changed.clear()
             if len(sock.rx):
                 got += sock.rx.read(50)
-                sock.consumed()
                 await asyncio.sleep(0)
             elif not sock.open:
                 break
@@ -143,6 +143,54 @@ def test_resync_takes_the_modules_word_for_its_sockets():
         eq([s.kind if s else None for s in engine.table], [LISTENER, ACCEPTED, UDP] + [None] * 5)
         eq((engine.server_port, engine.table[2].local_port), (80, 30001))
         assert not gone.open and gone.error == 104
+        engine.stop()
+
+    run(main())
+
+
+def test_closing_a_socket_nobody_reads_drops_its_input_instead_of_holding_the_uart():
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, socket_rx=32, stall_ms=2000)
+        sock = engine._new_socket(2, ACCEPTED)
+        module.uart.emit(b"{2,10.0.0.1,80,100}" + b"r" * 100 + b"\r\n")  # a request bigger than the ring
+        await asyncio.sleep(0.05)
+        module.replies[b"AT+SMGMT=2"] = b"[OK]\r\n{2,10.0.0.1,80,40}" + b"m" * 40 + b"\r\n[DISCONNECT 2]\r\n"
+        start = ticks_ms()
+        await engine.close_socket(sock)
+        assert ticks_diff(ticks_ms(), start) < 1000, "the close waited for the stall limit"
+        assert not sock.open
+        eq(engine.counters["overflow"], 0)
+        eq(engine.counters["discarded"], 100 + 40)
+        engine.stop()
+
+    run(main())
+
+
+def test_no_heap_for_a_new_connection_costs_that_connection_not_the_reader():
+    from wizfi250 import engine as E
+
+    def no_heap(size):
+        raise MemoryError
+
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        alive = engine._new_socket(1, TCP)
+        ring, E.Ring = E.Ring, no_heap
+        try:
+            module.uart.emit(b"[CONNECT 3]\r\n{3,10.0.0.5,5000,4}lost\r\n{1,10.0.0.1,80,5}alive\r\n")
+            await settle()
+        finally:
+            E.Ring = ring
+        eq(alive.rx.read(), b"alive")  # the reader lives on
+        eq(events, [(P.CONNECT, 3)])
+        starved = engine.table[3]
+        eq((starved.error, starved.rx), (105, None))
+        eq(engine.counters["discarded"], 4)
+        module.replies[b"AT+SMGMT=3"] = b"[OK]\r\n[DISCONNECT 3]\r\n"
+        await engine.close_socket(starved)  # and its close still reaches the module
+        eq(module.commands[-1], b"AT+SMGMT=3")
         engine.stop()
 
     run(main())

@@ -1,9 +1,12 @@
 """The few names that differ between MicroPython, CircuitPython and CPython.
 
 The driver runs on MicroPython first; CircuitPython lacks the ``ticks_*``
-functions and CPython (the host tests) lacks ``micropython.const`` as well.
+functions and CPython (the host tests) lacks ``micropython.const`` and
+``asyncio.sleep_ms`` as well.
 Everything else the driver uses is common to all three.
 """
+
+import asyncio
 
 try:
     from micropython import const
@@ -26,3 +29,11 @@ except ImportError:  # CPython and CircuitPython: a monotonic clock that never w
 
     def ticks_add(a, b):
         return a + b
+
+
+try:
+    from asyncio import sleep_ms
+except ImportError:  # CPython
+
+    def sleep_ms(ms):
+        return asyncio.sleep(ms / 1000)

@@ -20,9 +20,11 @@ transaction moves, with the command's own timeout.
 import asyncio
 
 from . import parser as P
-from .compat import ticks_add, ticks_diff, ticks_ms
+from .compat import sleep_ms, ticks_add, ticks_diff, ticks_ms
 from .ring import Ring
 from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, UDP, Socket
+
+SSEND_MAX = 1400  # payload per SSEND: what the module reads in one piece (reference 4.4)
 
 EIO = 5
 EINVAL = 22
@@ -44,23 +46,24 @@ class _Transaction:
         self.text = b""  # the terminal line itself
         self.prompt = prompt  # SSEND: the (sid, len) prompt awaited; True once seen
         self.claim = claim  # SCON client: the first [CONNECT n]/[DISCONNECT n] of a free id is ours
-        self.claimed = None  # (kind, sid) once claimed
+        self.claimed = None  # type: tuple | None  # (kind, sid) once claimed
+        self.kind = 0  # SCON: the kind of socket asked for
         self.closing = -1  # SMGMT: the sid whose [DISCONNECT n] belongs to this command
-        self.listened = False  # a [LISTEN n] came while this command was open
         self.error = None  # OSError to raise in the waiter (module reset)
 
 
 class Engine:
     """Drives one module over ``transport`` (``async readinto(buf)``, ``async write(buf)``)."""
 
-    def __init__(self, transport, rx_size=4096, max_line=256, socket_rx=2048, stall_ms=5000):
+    def __init__(self, transport, rx_size=2048, max_line=256, socket_rx=2048, stall_ms=5000):
         self.transport = transport
         self.parser = P.Parser(self, rx_size, max_line)
-        self.table = [None] * 8  # sid -> Socket, as the module sees it now
+        self.table = [None] * 8  # type: list[Socket | None]  # sid -> Socket, as the module sees it now
         self.socket_rx = socket_rx
         self.stall_ms = stall_ms  # a full socket ring may hold the UART this long
         self.on_event = None  # callable(kind, arg): app-visible events, in order
         self.server_port = 0  # local port of the last TSN; the listener migrates with it
+        self.listen_seen = False  # a [LISTEN n] came since the last listener SCON began
         self.wifi = {"state": "down", "ip": "", "gateway": "", "ssid": ""}
         self.counters = {
             "commands": 0, "timeouts": 0, "frames": 0, "rx_bytes": 0, "tx_bytes": 0,
@@ -70,8 +73,8 @@ class Engine:
         self.tx = None
         self.pending = []
         self._lock = asyncio.Lock()
+        self._payload = memoryview(bytearray(SSEND_MAX))  # ssend_from copies each chunk here
         self._moved = asyncio.Event()  # the open transaction made progress
-        self._room = asyncio.Event()  # a socket ring has free space again
         self._rings = []  # receive rings of released sockets, for reuse
         self._resync = False
         self._task = None
@@ -92,14 +95,20 @@ class Engine:
     async def _reader(self):
         parser = self.parser
         rx = parser.rx
-        readinto = self.transport.readinto
+        transport = self.transport
+        readinto = transport.readinto
+        # A transport may also read without waiting: while the module streams,
+        # that skips a coroutine (and its heap block) for every UART read.
+        ready = getattr(transport, "readinto_now", None)
         try:
             while True:
-                if parser.parse():
-                    rx.commit(await readinto(rx.space()))
-                    self.last_rx = ticks_ms()
-                else:
+                if not parser.parse():
                     await self._wait_room()
+                    continue
+                space = rx.space()
+                n = ready(space) if ready is not None else 0
+                rx.commit(n or await readinto(space))
+                self.last_rx = ticks_ms()
         except BaseException as e:  # stopped, cancelled with the program, transport failed, heap ran out
             if self._task is asyncio.current_task():
                 self._task = None  # commands now fail at once instead of timing out
@@ -110,20 +119,25 @@ class Engine:
             raise
 
     async def _wait_room(self):
-        """A socket ring is full mid-frame: hold the UART (RTS) until the app reads."""
-        self._room.clear()
-        try:
-            await asyncio.wait_for(self._room.wait(), self.stall_ms / 1000)
-        except asyncio.TimeoutError:
-            # The app stopped reading. Better one socket lost with a reported error
-            # than every socket, and every transaction, stuck behind it.
-            sock = self.parser._target
-            self.counters["overflow"] += 1
-            self.counters["discarded"] += self.parser.abandon(sock)
-            self._end_socket(sock, ENOBUFS)
+        """A socket ring is full mid-frame: hold the UART (RTS) until the app reads.
 
-    def room(self):
-        self._room.set()
+        This polls every millisecond instead of waiting on an Event that readers
+        set: when the app reads slower than the wire it happens once per frame,
+        and ``sleep_ms`` allocates nothing where an Event wait (and worse,
+        ``wait_for``) allocates every time.
+        """
+        parser = self.parser
+        since = ticks_ms()
+        while not parser.parse():
+            if ticks_diff(ticks_ms(), since) > self.stall_ms:
+                # The app stopped reading. Better one socket lost with a reported error
+                # than every socket, and every transaction, stuck behind it.
+                sock = parser._target
+                self.counters["overflow"] += 1
+                self.counters["discarded"] += parser.abandon(sock)
+                self._end_socket(sock, ENOBUFS)
+                return
+            await sleep_ms(1)
 
     # --- commands -----------------------------------------------------------
 
@@ -162,12 +176,13 @@ class Engine:
             tx.kind = kind
             if kind == LISTENER:
                 self.server_port = local_port
+                self.listen_seen = False
             await self._run(tx, timeout_ms)
             if kind == LISTENER:
                 sock = self.listener()
                 if sock is not None:
                     return sock  # its [LISTEN n] came already
-                if tx.listened:
+                if self.listen_seen:
                     # It came, and a [CONNECT n] took it at once: no listener to guess
                     # at; the server relistens for that accept as for any other.
                     return None
@@ -177,6 +192,7 @@ class Engine:
                     raise OSError(EIO, "no free socket")
                 self._listen(sid)
                 return self.table[sid]
+            assert tx.claimed  # _run ends a claiming SCON only once its id is claimed
             event, sid = tx.claimed
             if event == P.DISCONNECT:
                 raise OSError(ECONNREFUSED, "connect failed")
@@ -193,7 +209,14 @@ class Engine:
         already gone on the module, closing it again changes nothing. If it
         ended while the close waited for its turn, nothing is sent: its id may
         already be a new connection's.
+
+        What arrives for it from now on is dropped: a full ring would hold the
+        UART, and with it this very command's answer, until the stall limit.
         """
+        sock.closing = True
+        if sock.rx is not None:
+            self.counters["discarded"] += len(sock.rx)
+            sock.rx.clear()
         async with self._lock:
             if self.table[sock.sid] is not sock:
                 sock.ended(0)
@@ -236,28 +259,48 @@ class Engine:
                     self._new_socket(sid, kind, local_port)
 
     async def ssend(self, sock, data, ip="", port=0):
-        """AT+SSEND: send ``data`` (at most a few KB) on ``sock``, the whole transaction.
+        """AT+SSEND: send ``data`` (at most ``SSEND_MAX`` bytes) on ``sock``, the whole transaction.
 
         Raises ``OSError(ECONNRESET)`` if ``sock`` ended while the send waited
         for its turn: its id may already belong to a new connection, which
         must never receive another connection's bytes.
         """
+        async with self._lock:
+            await self._ssend(sock, data, len(data), ip, port)
+
+    async def ssend_from(self, sock, queue, n):
+        """Send the first ``n`` bytes of the bytearray ``queue`` and remove them from it.
+
+        The bytes are taken once the send has its turn, so two senders of one
+        stream (a writer and its flush timer) keep their order, and they are
+        copied into one buffer the engine keeps for every send: a stream
+        streaming a file allocates nothing per chunk that could fragment the heap.
+        """
+        async with self._lock:
+            if self.table[sock.sid] is not sock:
+                raise OSError(ECONNRESET, "socket closed")  # before taking a byte of the queue
+            n = min(n, len(queue))
+            if n:
+                payload = self._payload
+                payload[:n] = memoryview(queue)[:n]
+                queue[:n] = b""
+                await self._ssend(sock, payload[:n], n, "", 0)
+
+    async def _ssend(self, sock, data, n, ip, port):
         sid = sock.sid
-        n = len(data)
+        if self.table[sid] is not sock:
+            raise OSError(ECONNRESET, "socket closed")
         if ip:
             cmd = b"AT+SSEND=%d,%s,%d,%d" % (sid, ip.encode(), port, n)
         else:
             cmd = b"AT+SSEND=%d,,,%d" % (sid, n)
-        async with self._lock:
-            if self.table[sid] is not sock:
-                raise OSError(ECONNRESET, "socket closed")
-            tx = _Transaction(cmd, prompt=(sid, n))
-            # The prompt may sit behind a frame for a socket whose reader is slow:
-            # outlast the stall limit, which frees the UART by dropping that socket.
-            await self._run(tx, self.stall_ms + 2000, data)
-            self.counters["ssend"] += 1
-            self.counters["tx_bytes"] += n
-            sock.tx_bytes += n
+        tx = _Transaction(cmd, prompt=(sid, n))
+        # The prompt may sit behind a frame for a socket whose reader is slow:
+        # outlast the stall limit, which frees the UART by dropping that socket.
+        await self._run(tx, self.stall_ms + 2000, data)
+        self.counters["ssend"] += 1
+        self.counters["tx_bytes"] += n
+        sock.tx_bytes += n
 
     async def _run(self, tx, timeout_ms, payload=None):
         """Put ``tx`` on the wire and wait for its end. The lock is held."""
@@ -390,8 +433,7 @@ class Engine:
             self._end_socket(sock, 0)
         else:
             self._listen(sid)
-            if tx is not None:
-                tx.listened = True
+            self.listen_seen = True
         self._deliver(kind, sid)
 
     def _listen(self, sid):
@@ -435,12 +477,22 @@ class Engine:
         if tx is not None and tx.error is None:
             tx.error = OSError(errno, why)
             self._moved.set()
-        self._room.set()
 
     def _new_socket(self, sid, kind, local_port=0):
-        ring = self._rings.pop() if self._rings else Ring(self.socket_rx)
-        ring.clear()
+        try:
+            ring = None  # a listener never receives: data on its id is a new connection
+            if kind != LISTENER:
+                ring = self._rings.pop() if self._rings else Ring(self.socket_rx)
+                ring.clear()
+        except MemoryError:
+            # The reader runs this: it must not die of a full heap. The socket
+            # exists on the module, so keep it, drop its input and fail its reader.
+            ring = None
         sock = Socket(self, sid, kind, local_port, ring)
+        if ring is None and kind != LISTENER:
+            self.counters["overflow"] += 1
+            sock.closing = True  # input dropped; a read fails, and the close still reaches the module
+            sock.error = ENOBUFS
         self.table[sid] = sock
         return sock
 
@@ -455,7 +507,6 @@ class Engine:
         if self.table[sock.sid] is sock:
             self.table[sock.sid] = None
         self._rings.append(sock.rx)
-        self._room.set()
 
     def listener(self):
         """The server's listening socket, on whichever id the module moved it to, or None."""

@@ -13,7 +13,7 @@ from . import parser as P
 from .compat import ticks_add, ticks_diff, ticks_ms
 from .engine import ETIMEDOUT
 from .sockets import ACCEPTED, LISTENER, TCP, UDP
-from .stream import Stream
+from .stream import Stream, new_queue
 
 SLOT_WAIT_MS = 1000  # how long a connection beyond max_handlers waits for a handler to end
 
@@ -33,6 +33,7 @@ class Server:
         self._relistening = False
         self._relisten_wanted = False
         self._freed = asyncio.Event()  # set when a handler ends
+        self._queues = []  # output queues of finished handlers, for the next ones
 
     def accept(self, sock):
         self.accepted += 1
@@ -95,6 +96,7 @@ class Server:
             await stream.aclose()
             return
         self.active += 1
+        stream._out = self._queues.pop() if self._queues else None
         try:
             if self.idle_ms and not await self._first_byte(stream):
                 return  # a preconnect that never asked for anything
@@ -103,10 +105,14 @@ class Server:
             if not isinstance(e, OSError):
                 print("wizfi250: handler failed:", repr(e))
         finally:
-            self.active -= 1
-            self._freed.set()
-            if stream.sock.rx is not None:
-                await stream.aclose()
+            try:
+                if stream.sock.rx is not None:
+                    await stream.aclose()
+                if stream._out is not None and stream._flusher is None:
+                    self._queues.append(stream._out)  # closed: no send of this stream can touch it now
+            finally:
+                self.active -= 1  # only now: a waiting connection then finds a queue free
+                self._freed.set()
 
     async def _first_byte(self, stream):
         try:
@@ -139,6 +145,8 @@ class Datagram:
 
     async def recvfrom(self):
         sock = self.sock
+        if sock.rx is None:
+            raise OSError(sock.error or 104)  # released, or no heap for its ring
         while not sock.datagrams:
             if not sock.open:
                 raise OSError(104)
@@ -148,9 +156,7 @@ class Datagram:
         while len(sock.rx) < length:  # the frame's payload is still arriving
             sock.changed.clear()
             await sock.changed.wait()
-        data = sock.rx.read(length)
-        sock.consumed()
-        return data, peer
+        return sock.rx.read(length), peer
 
     async def close(self):
         if self.sock.open:

@@ -38,7 +38,8 @@ class Ring:
         """The free space as a writable memoryview, for ``readinto``; then ``commit``."""
         if self.head == self.tail:
             self.head = self.tail = 0
-        elif len(self.buf) - self.tail < len(self.buf) >> 2:
+            return self.mv  # the usual case once parsed: no new memoryview
+        if len(self.buf) - self.tail < len(self.buf) >> 2:
             self._compact()  # a short read would follow: move the few unread bytes instead
         return self.mv[self.tail :]
 
@@ -56,6 +57,8 @@ class Ring:
             tail = self.tail
             if n > len(self.buf) - tail:
                 n = len(self.buf) - tail
+                if not n:
+                    return 0  # full: no slice, so a reader polling for room allocates nothing
         self.mv[tail : tail + n] = src[start : start + n]
         self.tail = tail + n
         return n

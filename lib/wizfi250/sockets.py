@@ -31,18 +31,22 @@ class Socket:
         self.sid = sid
         self.kind = kind
         self.local_port = local_port
-        self.peer = None  # (ip, port) of the last frame, or given at SCON
+        self.peer = None  # type: tuple | None  # (ip, port) of the last frame, or given at SCON
         self.rx = ring  # Ring of received payload; None for listeners
         self.rx_bytes = 0
         self.tx_bytes = 0
         self.open = True  # False after [DISCONNECT n], a reset or a local close
         self.error = 0  # errno that ended it abnormally, 0 if none
+        self.closing = False  # the application is closing it: incoming payload is dropped
         self.changed = asyncio.Event()  # set when data arrives or the socket ends
         # UDP only: (length, ip, port) for each datagram still in ``rx``.
         self.datagrams = [] if kind == UDP else None
 
     def write(self, mv, start, end):
         """Parser payload target: keep what fits, the parser waits for the rest."""
+        if self.closing:  # nobody will read it, and waiting for room would hold the UART
+            self.engine.counters["discarded"] += end - start
+            return end - start
         n = self.rx.write(mv, start, end)
         if n:
             self.rx_bytes += n
@@ -58,10 +62,6 @@ class Socket:
         if error and not self.error:
             self.error = error
         self.changed.set()
-
-    def consumed(self):
-        """The application took bytes out of ``rx``: the reader may resume a paused frame."""
-        self.engine.room()
 
     def release(self):
         """The application is done with it: the engine takes back its receive ring."""

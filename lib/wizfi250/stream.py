@@ -1,9 +1,9 @@
 """One module socket as a MicroPython asyncio Stream (reader and writer in one).
 
-Reads come out of the socket's receive ring; every read tells the engine
-there is room again, which resumes a frame the reader had to pause. Writes
+Reads come out of the socket's receive ring; the engine's reader resumes a
+frame it had to pause as soon as the ring has room again. Writes
 are coalesced: a response written as a dozen small pieces (Microdot writes
-each header line on its own) leaves in one ``AT+SSEND`` of up to ``TX_MAX``
+each header line on its own) leaves in one ``AT+SSEND`` of up to ``SSEND_MAX``
 bytes, because every SSEND costs a round trip to the module. ``drain``
 sends the full chunks at once and the rest after ``flush_ms`` unless more
 is written first; ``aclose`` sends everything before closing.
@@ -15,17 +15,27 @@ Waits use ``asyncio.Event`` only, so CircuitPython runs this too.
 
 import asyncio
 
+from .engine import SSEND_MAX
 from .sockets import ECONNRESET
 
-TX_MAX = 1400  # payload per SSEND: what the module reads in one piece (reference 4.4)
+
+def new_queue():
+    """An empty output queue with room for a full chunk and what came before it.
+
+    Allocated whole, once: grown write by write it would scatter blocks over
+    a small heap. A server hands finished handlers' queues to new ones.
+    """
+    queue = bytearray(SSEND_MAX + 512)
+    queue[:] = b""  # empty; the capacity stays
+    return queue
 
 
 class Stream:
-    def __init__(self, engine, sock, flush_ms=5):
+    def __init__(self, engine, sock, flush_ms=5, queue=None):
         self.engine = engine
         self.sock = sock
         self.flush_ms = flush_ms
-        self._out = bytearray()
+        self._out = queue  # the output queue, from the first write on if not given
         self._flusher = None
         self._closed = False
 
@@ -41,22 +51,18 @@ class Stream:
             raise OSError(ECONNRESET)
         return len(sock.rx)
 
-    def _took(self):
-        self.sock.consumed()
-
     async def read(self, n=-1):
         if not await self._fill():
             return b""
-        data = self.sock.rx.read(n)
-        self._took()
-        return data
+        return self.sock.rx.read(n)
 
     async def readinto(self, buf):
-        if not await self._fill():
-            return 0
-        n = self.sock.rx.readinto(buf)
-        self._took()
-        return n
+        rx = self.sock.rx
+        if rx is None or not len(rx):  # only then wait: a call costs a heap block
+            if not await self._fill():
+                return 0
+            rx = self.sock.rx
+        return rx.readinto(buf)
 
     async def readline(self):
         sock = self.sock
@@ -66,7 +72,6 @@ class Stream:
                 return line
             i = sock.rx.find(b"\n")
             line += sock.rx.read(i + 1 if i >= 0 else -1)
-            self._took()
             if i >= 0:
                 return line
 
@@ -76,7 +81,6 @@ class Stream:
             if not await self._fill():
                 raise EOFError
             data += self.sock.rx.read(n - len(data))
-            self._took()
         return data
 
     # --- writing ------------------------------------------------------------
@@ -84,12 +88,14 @@ class Stream:
     def write(self, data):
         if self._closed or not self.sock.open:
             raise OSError(ECONNRESET)
+        if self._out is None:
+            self._out = new_queue()
         self._out += data
 
     async def drain(self):
         """Send every full chunk now; leave a short tail for the next writes to join."""
-        while len(self._out) >= TX_MAX:
-            await self._send(TX_MAX)
+        while self._out and len(self._out) >= SSEND_MAX:
+            await self._send(SSEND_MAX)
         if self._out and self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later())
 
@@ -105,14 +111,12 @@ class Stream:
     async def flush(self):
         """Send everything written so far."""
         while self._out:
-            await self._send(min(len(self._out), TX_MAX))
+            await self._send(min(len(self._out), SSEND_MAX))
 
     async def _send(self, n):
-        chunk = bytes(self._out[:n])
-        self._out = self._out[n:]
         if not self.sock.open:
             raise OSError(ECONNRESET)
-        await self.engine.ssend(self.sock, chunk)
+        await self.engine.ssend_from(self.sock, self._out, n)
 
     async def awrite(self, data, off=0, sz=-1):
         if off or sz >= 0:
@@ -131,10 +135,13 @@ class Stream:
         try:
             if sock.open and self._out:
                 await self.flush()
+            if self._flusher is not None:
+                await self._flusher  # it finds nothing left to send; then no send is in flight
         except OSError:
             pass
         finally:
-            self._out = bytearray()
+            if self._out:
+                self._out[:] = b""  # unsent: the peer is gone
             if sock.open:
                 try:
                     await self.engine.close_socket(sock)

@@ -5,6 +5,10 @@
 ``await write(data)``
     send all of ``data`` (blocking on RTS/CTS if the UART does flow control).
 
+and may offer a third, ``readinto_now(buf)``: copy what is already there
+without waiting (0 or None if nothing). The engine tries it first, which
+saves a coroutine per read while the module streams.
+
 ``StreamTransport`` covers MicroPython: ``machine.UART`` and, on the unix
 port, a pty or tty opened by ``open_device``. ``PollingTransport`` covers
 CircuitPython's ``busio.UART``, which cannot be polled by asyncio.
@@ -17,7 +21,11 @@ class StreamTransport:
     """A pollable stream (``machine.UART``, a non-blocking tty file) under asyncio."""
 
     def __init__(self, stream):
+        self.raw = stream
         self.stream = asyncio.StreamReader(stream)
+
+    def readinto_now(self, buf):
+        return self.raw.readinto(buf)
 
     async def readinto(self, buf):
         while True:
@@ -30,8 +38,10 @@ class StreamTransport:
                 await asyncio.sleep_ms(10)
 
     async def write(self, data):
-        self.stream.write(data)
-        await self.stream.drain()
+        # MicroPython's StreamReader is its one Stream class, a writer too; the
+        # stubs describe CPython's, which is not.
+        self.stream.write(data)  # pyright: ignore[reportAttributeAccessIssue]
+        await self.stream.drain()  # pyright: ignore[reportAttributeAccessIssue]
 
 
 class PollingTransport:
@@ -65,7 +75,7 @@ def machine_uart(uart_id, baud=115200, tx=None, rx=None, rts=None, cts=None, flo
     """A ``StreamTransport`` over ``machine.UART`` (MicroPython boards)."""
     from machine import UART, Pin
 
-    kw = {"baudrate": baud, "rxbuf": rxbuf, "timeout": 0}
+    kw = {"baudrate": baud, "rxbuf": rxbuf, "timeout": 0}  # type: dict
     for name, pin in (("tx", tx), ("rx", rx), ("rts", rts), ("cts", cts)):
         if pin is not None:
             kw[name] = Pin(pin)

@@ -1,7 +1,8 @@
 """Heap bytes the driver allocates per received 1400-byte frame, under MicroPython.
 
 Run by tools/bench/run under the unix port (MICROPYPATH=.frozen:lib). A scripted
-UART hands the engine back-to-back frames for one TCP socket in 512-byte reads;
+UART hands the engine back-to-back frames for one TCP socket in 512-byte reads
+(through ``readinto_now``, as a UART with bytes waiting does);
 the application reads them with ``Stream.readinto`` into one buffer, as an
 application that cares about its heap would. The collector is off while the
 frames flow, so ``gc.mem_alloc()`` grows by exactly what was allocated.
@@ -27,13 +28,17 @@ class ScriptedUART:
         self.i = 0
         self.idle = asyncio.Event()
 
-    async def readinto(self, buf):
+    def readinto_now(self, buf):
+        """What a UART with bytes in its buffer does (see transport.py)."""
         if self.i == len(self.pieces):
-            await self.idle.wait()  # the module has nothing more to say
+            return 0
         piece = self.pieces[self.i]
         self.i += 1
         buf[: len(piece)] = piece
         return len(piece)
+
+    async def readinto(self, buf):
+        await self.idle.wait()  # only called when readinto_now had nothing: the module is quiet
 
     async def write(self, data):
         pass

@@ -1,0 +1,121 @@
+"""tools/deploy against the virtual board (the unix port behind a pty, real mpremote):
+the deployed firmware serves the site through the emulator, a second deploy sends
+only the file that changed, and a port with no board fails with a clear message."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from emu_support import Running, free_port
+from mpy import ROOT
+from vboard import VirtualBoard
+
+DEPLOY = [sys.executable, os.path.join(ROOT, "tools", "deploy.py")]
+
+
+def deploy(*args, timeout=120):
+    run = subprocess.run(DEPLOY + list(args), capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return [line.split(" ", 1)[1] for line in run.stdout.splitlines() if line.startswith("sent ")]
+
+
+def fetch(port, path, seconds, board):
+    """The page once the firmware serves it; the board's console on failure."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as response:
+                return response.read()
+        except (OSError, urllib.error.URLError):
+            assert time.monotonic() < deadline, "not serving after %d s; board console:\n%s" % (
+                seconds, board.console.decode(errors="replace"))  # fmt: skip
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def board(tmp_path):
+    b = VirtualBoard(tmp_path / "board")
+    yield b
+    b.close()
+
+
+def test_deploy_serves_the_site_and_resends_only_what_changed(tmp_path, board):
+    http = free_port()
+    module = Running(baud=0, ports={80: http})
+    try:
+        config = {
+            "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
+            "uart": {"path": module.emu.serial_path, "baud": 921600},
+            "http": {"port": 80, "idle_ms": 2000},
+        }  # fmt: skip
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(config))
+
+        root = tmp_path / "board"
+        stale = root / "lib" / "wizfi250" / "engine.py"  # as `mpremote mip install` leaves it
+        stale.parent.mkdir(parents=True)
+        stale.write_text("raise ImportError('the stale source ran instead of engine.mpy')\n")
+        sent = deploy(board.port, "--config", str(path), "--reset")
+        assert not stale.exists()
+        assert "lib/wizfi250/engine.mpy" in sent and "lib/microdot/microdot.mpy" in sent
+        for name in sent:
+            assert (root / name).is_file(), name
+        assert json.loads((root / "config.json").read_text()) == config
+        with open(os.path.join(ROOT, "www", "index.html"), "rb") as f:
+            assert fetch(http, "/", 60, board) == f.read()
+
+        config["http"]["idle_ms"] = 3000
+        path.write_text(json.dumps(config))
+        assert deploy(board.port, "--config", str(path), "--reset") == ["config.json"]
+        assert json.loads((root / "config.json").read_text()) == config
+        with open(os.path.join(ROOT, "www", "css", "site.css"), "rb") as f:
+            assert fetch(http, "/css/site.css", 60, board) == f.read()
+        assert board.resets == 4  # each deploy: one to take the board over, one to start main.py
+    finally:
+        module.close()
+
+
+def run_deploy(port):
+    return subprocess.run(DEPLOY + [port], capture_output=True, text=True, timeout=60)
+
+
+def test_no_port_is_a_clear_error(tmp_path):
+    run = run_deploy(str(tmp_path / "ttyACM9"))
+    assert run.returncode == 2
+    assert "no board" in run.stderr and "does not exist" in run.stderr
+
+
+def test_a_silent_port_is_a_clear_error_within_seconds():
+    host, device = os.openpty()
+    try:
+        run = run_deploy(os.ttyname(device))  # within run_deploy's timeout: it must not hang
+    finally:
+        os.close(host)
+        os.close(device)
+    assert run.returncode == 2
+    assert "gave no MicroPython raw REPL" in run.stderr and "sent nothing" in run.stderr
+
+
+def test_the_virtual_board_soft_reset_is_a_fresh_interpreter(board, tmp_path):
+    """What mpremote relies on: state lives until a soft reset and not after it; boot.py runs
+    on every reset, main.py not after one from the raw REPL (as on rp2, esp32, stm32)."""
+    (tmp_path / "board" / "boot.py").write_text("print('boot ran')\n")
+    (tmp_path / "board" / "main.py").write_text("print('main ran')\n")
+    mpremote = [os.path.join(os.path.dirname(sys.executable), "mpremote"), "connect", board.port]
+
+    def session(*args):
+        run = subprocess.run(mpremote + list(args), capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0, run.stdout + run.stderr
+        return run.stdout.strip()
+
+    assert session("exec", "marker = 1; import os; print(sorted(os.listdir('/')))") == "['boot.py', 'dev', 'lib', 'main.py']"
+    assert session("resume", "exec", "print('marker' in globals())") == "True"
+    assert session("exec", "print('marker' in globals())") == "False"
+    assert board.resets == 2
+    after_reset = board.console.split(b"soft reboot\r\n", 1)[1]
+    assert b"boot ran" in after_reset and b"main ran" not in after_reset

@@ -1,0 +1,135 @@
+"""Every benchmark in one run: a table on stdout, the figures as JSON, a chart.
+
+    tools/bench/run [--json FILE] [--chart FILE] [--quick]
+
+Figures (issue 7): tx_ratio and rx_ratio per baud (payload bytes per second over
+baud/10), parser_vs_byte_loop, heap_peak_6conn (with the steady heap),
+alloc_bytes_per_rx_frame, page_load_wire_ratio per baud, small_get_ms at
+[OK] delays of 0 and 50 ms. Every ratio is of two things measured in this run.
+``--quick`` measures throughput at 921600 only, for a fast look.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import heap
+import latency
+import page_load
+import throughput
+from stack import MICROPYTHON, ROOT, build
+
+BAUDS = (115200, 460800, 921600)
+TARGETS = {
+    "tx_ratio": ">= 0.90",
+    "rx_ratio": ">= 0.90",
+    "parser_vs_byte_loop": ">= 20",
+    "heap_peak_6conn": "runs at 128K",
+    "heap_size_kb": "128",
+    "alloc_bytes_per_rx_frame": "<= 64",
+    "page_load_wire_ratio": "<= 1.3",
+    "small_get_ms": "",
+}
+
+
+def micropython_figure(script, name):
+    """Run a MicroPython bench script and read the ``name value`` line it prints."""
+    env = dict(os.environ, MICROPYPATH=".frozen:lib")
+    out = subprocess.run([MICROPYTHON, script], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    return float(re.search(r"^%s\s+([\d.]+)" % name, out, re.M).group(1))
+
+
+def page_loads(bauds):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = page_load.launch(p)
+        try:
+            return {str(b): page_load.wire_ratio(b, *page_load.measure(b, browser)) for b in bauds}
+        finally:
+            browser.close()
+
+
+def chart(figures, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bauds = sorted(int(b) for b in figures["tx_ratio"])
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for key, label in (("tx_ratio", "TCP send"), ("rx_ratio", "TCP receive")):
+        ax.plot(bauds, [figures[key][str(b)] for b in bauds], marker="o", label=label)
+    ax.axhline(0.97, color="grey", linestyle=":", label="1400-byte SSEND framing limit")
+    ax.axhline(0.90, color="red", linestyle="--", linewidth=0.8, label="target")
+    ax.set_xscale("log")
+    ax.set_xticks(bauds, [str(b) for b in bauds])
+    ax.minorticks_off()
+    ax.set_ylim(0.5, 1.02)
+    ax.set_xlabel("UART baud rate")
+    ax.set_ylabel("payload / line rate")
+    ax.set_title("Throughput through driver, module emulator and MicroPython")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+
+
+def show(key, value):
+    if isinstance(value, dict):
+        text = "  ".join("%s: %s" % (k, _fmt(v)) for k, v in value.items())
+    else:
+        text = _fmt(value)
+    print("%-26s %-44s %s" % (key, text, TARGETS.get(key, "")), flush=True)
+
+
+def _fmt(value):
+    return "%d" % value if isinstance(value, int) else "%.3g" % value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--chart", default=os.path.join(ROOT, "build", "bench", "throughput.png"))
+    parser.add_argument("--quick", action="store_true", help="throughput at 921600 only")
+    args = parser.parse_args()
+    build()
+    started = time.monotonic()
+    bauds = (921600,) if args.quick else BAUDS
+    figures = {"tx_ratio": {}, "rx_ratio": {}}
+    print("%-26s %-44s %s" % ("figure", "value", "target"))
+    for baud in bauds:
+        ratios = throughput.measure(baud)
+        figures["tx_ratio"][str(baud)] = ratios["tx"]
+        figures["rx_ratio"][str(baud)] = ratios["rx"]
+    show("tx_ratio", figures["tx_ratio"])
+    show("rx_ratio", figures["rx_ratio"])
+    for key, script in (("parser_vs_byte_loop", "tools/bench/parser_mp.py"),
+                        ("alloc_bytes_per_rx_frame", "tools/bench/alloc_mp.py")):  # fmt: skip
+        figures[key] = micropython_figure(script, key)
+        show(key, figures[key])
+    live = heap.smallest()
+    figures["heap_peak_6conn"] = live["peak"]
+    figures["heap_steady_6conn"] = live["steady"]
+    figures["heap_idle"] = live["idle"]
+    figures["heap_size_kb"] = live["heap_kb"]
+    show("heap_peak_6conn", live["peak"])
+    show("heap_steady_6conn", live["steady"])
+    show("heap_size_kb", live["heap_kb"])
+    figures["page_load_wire_ratio"] = page_loads((115200, 921600))
+    show("page_load_wire_ratio", figures["page_load_wire_ratio"])
+    figures["small_get_ms"] = {"ok_0ms": latency.measure(0), "ok_50ms": latency.measure(50)}
+    show("small_get_ms", figures["small_get_ms"])
+    chart(figures, args.chart)
+    print("chart: %s; %.0f s in all" % (os.path.relpath(args.chart, ROOT), time.monotonic() - started))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=1, sort_keys=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

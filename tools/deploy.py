@@ -1,0 +1,168 @@
+"""Deploy the firmware to a board over its serial port: tools/deploy PORT [--reset].
+
+The driver and Microdot go as .mpy (compiled by tools/build.py: a board
+imports bytecode in a fraction of the heap that compiling the sources would
+take); main.py, boot.py, the configuration and www/ go as they are. A file
+whose SHA-256 on the board already matches is not sent again, so deploying
+after a one-line change sends one file. The board is reached through
+mpremote's own serial transport, as `mpremote cp` would, in one session.
+"""
+
+import argparse
+import contextlib
+import hashlib
+import io
+import os
+import sys
+import time
+
+from build import ROOT, build, sources
+from mpremote.transport import TransportError
+from mpremote.transport_serial import SerialTransport
+
+MPY_DIR = os.path.join(ROOT, "build", "mpy")
+ANSWER_S = 5  # how long a board may take to show its raw REPL
+CHUNK = 1024  # bytes per write on the board: few round trips, little heap for each
+
+
+class NoBoard(Exception):
+    """Nothing usable answers on the port; the message says what was seen."""
+
+
+def manifest(config):
+    """(local path, board path) for every file the firmware needs, in a stable order."""
+    build(MPY_DIR)
+    files = []
+    for _, rel in sources():
+        mpy = rel[:-3] + ".mpy"
+        files.append((os.path.join(MPY_DIR, mpy), "lib/" + mpy.replace(os.sep, "/")))
+    for name in ("boot.py", "main.py"):
+        files.append((os.path.join(ROOT, name), name))
+    files.append((config, "config.json"))
+    www = os.path.join(ROOT, "www")
+    for folder, dirs, names in os.walk(www):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            files.append((path, os.path.relpath(path, ROOT).replace(os.sep, "/")))
+    return files
+
+
+def connect(port):
+    """A SerialTransport in the raw REPL of a freshly soft-reset board, or NoBoard."""
+    if not os.path.exists(port):
+        raise NoBoard("no board: %s does not exist (is it plugged in? `ls /dev/ttyACM* /dev/ttyUSB*`)" % port)
+    try:
+        transport = SerialTransport(port)
+    except TransportError:
+        raise NoBoard("no board: cannot open %s (in use by another program, or no permission)" % port)
+    # mpremote reads a pty without a timeout: a silent one would hang it for ever.
+    transport.serial.timeout = 1
+    seen = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(seen):  # mpremote prints what it read before failing
+            transport.enter_raw_repl(soft_reset=True, timeout_overall=ANSWER_S)
+        transport.serial.timeout = None
+    except TransportError:
+        transport.close()
+        answer = seen.getvalue().strip()  # mpremote's print of the bytes it read
+        answer = "nothing" if answer in ("", "b''") else answer
+        raise NoBoard("no board: %s gave no MicroPython raw REPL within %d s (it sent %s)" % (port, ANSWER_S, answer))
+    return transport
+
+
+def board_sha256(transport, path):
+    """The file's SHA-256 on the board, or None when it is not there."""
+    try:
+        return transport.fs_hashfile(path, "sha256")
+    except OSError:
+        return None
+
+
+def ensure_dirs(transport, path, made):
+    parts = path.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        folder = "/".join(parts[:i])
+        if folder not in made:
+            try:
+                transport.fs_mkdir(folder)
+            except FileExistsError:
+                pass
+            made.add(folder)
+
+
+def deploy(transport, files):
+    """Send the files whose hash differs; return (sent, unchanged) board paths."""
+    sent, unchanged, made = [], [], set()
+    for local, remote in files:
+        with open(local, "rb") as f:
+            data = f.read()
+        if board_sha256(transport, remote) == hashlib.sha256(data).digest():
+            unchanged.append(remote)
+            continue
+        ensure_dirs(transport, remote, made)
+        transport.fs_writefile(remote, data, chunk_size=CHUNK)
+        sent.append(remote)
+        print("sent", remote, flush=True)
+    return sent, unchanged
+
+
+def remove_shadows(transport, files):
+    """Delete a board's lib/**.py that would shadow a deployed .mpy (MicroPython
+    imports x.py before x.mpy), such as the sources `mpremote mip install` leaves."""
+    removed = []
+    folders = {}
+    for _, remote in files:
+        if remote.startswith("lib/") and remote.endswith(".mpy"):
+            folder, name = remote.rsplit("/", 1)
+            folders.setdefault(folder, set()).add(name[:-4] + ".py")
+    for folder, shadows in sorted(folders.items()):
+        for entry in transport.fs_listdir(folder):
+            if entry.name in shadows:
+                transport.fs_rmfile(folder + "/" + entry.name)
+                removed.append(folder + "/" + entry.name)
+                print("removed", removed[-1], "(it would shadow the .mpy)", flush=True)
+    return removed
+
+
+def soft_reset(transport):
+    """Ctrl-D at the friendly REPL, as a user would: boot.py then main.py run."""
+    transport.exit_raw_repl()
+    transport.read_until(1, b">>> ", timeout_overall=ANSWER_S)
+    transport.serial.write(b"\x04")
+    data = transport.read_until(1, b"soft reboot\r\n", timeout_overall=ANSWER_S)
+    if not data.endswith(b"soft reboot\r\n"):
+        raise NoBoard("the board did not soft-reset (it sent %r)" % data[-200:])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("port", help="the board's serial port, e.g. /dev/ttyACM0")
+    parser.add_argument("--config", default=os.path.join(ROOT, "config.json"),
+                        help="file to install as /config.json (default: config.json)")  # fmt: skip
+    parser.add_argument("--reset", action="store_true", help="soft-reset afterwards so main.py starts")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    files = manifest(args.config)
+    try:
+        transport = connect(args.port)
+    except NoBoard as e:
+        print("deploy:", e, file=sys.stderr)
+        return 2
+    try:
+        sent, unchanged = deploy(transport, files)
+        remove_shadows(transport, files)
+        if args.reset:
+            soft_reset(transport)
+    except (NoBoard, TransportError, OSError) as e:
+        print("deploy: the board stopped answering on %s: %s" % (args.port, e), file=sys.stderr)
+        return 3
+    finally:
+        transport.close()
+    print("deploy: %d sent, %d unchanged%s in %.1f s"
+          % (len(sent), len(unchanged), ", board reset" if args.reset else "", time.monotonic() - started))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
