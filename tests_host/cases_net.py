@@ -5,7 +5,7 @@ import asyncio
 from fakeuart import Module, engine_with, eq, fails, run, settle
 from wizfi250 import net as netmod
 from wizfi250.net import Net
-from wizfi250.sockets import TCP
+from wizfi250.sockets import LISTENER, TCP
 
 
 def net_with(module, **kw):
@@ -48,7 +48,7 @@ def test_server_coalesces_a_response_into_one_ssend_and_closes():
         eq(module.payloads, [body])
         eq([c for c in module.commands if c.startswith(b"AT+SSEND") or c.startswith(b"AT+SMGMT")],
            [b"AT+SSEND=0,,,%d" % len(body), b"AT+SMGMT=0"])  # fmt: skip
-        eq(engine.table[0], None)
+        eq(engine.table[0].kind, LISTENER)  # the connection is gone; its free id took the listener back
         engine.stop()
 
     run(main())
@@ -86,6 +86,25 @@ def test_server_relistens_after_an_accept_that_lands_during_its_relisten():
         await asyncio.sleep(0.1)
         eq(len([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN")]), 3)  # start, and one per accept
         eq(engine.listener().sid, 2)  # listening again without waiting for the module's tick
+        engine.stop()
+
+    run(main())
+
+
+def test_server_relistens_when_a_connection_frees_an_id():
+    async def main():
+        module = Module()
+        net, engine = await reading_server(module)
+        # Every id taken: the module refuses the relisten after this accept.
+        module.replies[b"AT+SCON=O,TSN"] = b"[ERROR]\r\n"
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n")
+        await asyncio.sleep(0.05)
+        eq(engine.listener(), None)
+        module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 0]\r\n"
+        module.uart.emit(b"{0,10.0.0.4,50000,3}GET\r\n")  # served and closed: its id is free
+        await asyncio.sleep(0.05)
+        eq(len([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN")]), 3)
+        eq(engine.listener().sid, 0)
         engine.stop()
 
     run(main())
@@ -149,7 +168,7 @@ def test_idle_preconnect_is_closed_and_others_are_served():
         eq(served, [b"GET"])
         assert b"AT+SMGMT=0" in module.commands
         eq(net.counters["idle_closed"], 1)
-        eq(engine.table[0], None)
+        eq(engine.table[0].kind, LISTENER)  # the connection is gone; its free id took the listener back
         engine.stop()
 
     run(main())

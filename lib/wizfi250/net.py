@@ -110,6 +110,10 @@ class Server:
                     await stream.aclose()
                 if stream._out is not None and stream._flusher is None:
                     self._queues.append(stream._out)  # closed: no send of this stream can touch it now
+                if self.net.engine.listener() is None:
+                    # A relisten fails while every id is taken; one is free now.
+                    # Without this the next browser waits for the module's tick.
+                    self._relisten_soon()
             finally:
                 self.active -= 1  # only now: a waiting connection then finds a queue free
                 self._freed.set()
