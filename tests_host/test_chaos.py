@@ -24,10 +24,11 @@ REQUEST_TIMEOUT_S = 30  # far beyond any transfer here: reaching it is a hang
 RECOVERY_S = 10  # after a reset, a request must succeed again within this
 RETRY_S = 0.5  # a client waits this long after a failure, as a user or a script would
 LIVENESS_GAP_S = 5  # outside reset windows the firmware never goes silent longer
-WARM_UP = 50  # soak requests before the heap baseline is taken
-# The issue asks for 128K; on this 64-bit port the firmware at rest already holds
-# ~120 KB after gc (driver + Microdot bytecode alone ~78 KB), so 128K fails on the
-# first request. WIZFI_SOAK_HEAP=128K runs it there once the footprint allows.
+WARM_UP = 100  # soak requests before the heap baseline is taken
+# The issue asks for 128K, the firmware's budget on a board, where the code is
+# frozen in flash. Here the .mpy bytecode sits in the heap too (driver, Microdot
+# and main: ~78 KB after gc), and the firmware at rest holds ~120 KB: 128K fails
+# at start-up. 256K is that budget plus the code, with room. WIZFI_SOAK_HEAP picks another.
 SOAK_HEAP = os.environ.get("WIZFI_SOAK_HEAP", "256K")
 HEAP_DRIFT = 2048  # the soak's heap after gc may end at most this far below its baseline
 
@@ -216,16 +217,21 @@ def test_chaos_1000_requests_six_clients_three_resets(tmp_path):
     assert ok >= CHAOS_REQUESTS * 0.9
 
 
-def heap_after_gc(fw, deadline_s=10):
+def heap_after_gc(fw, site, deadline_s=10):
     """Free heap after a collection, once every other connection has closed (the
-    asking request itself is the one server socket left)."""
+    asking request itself is the one server socket left). MicroPython's collector
+    is conservative: bytes in a recycled buffer that look like a heap address keep
+    a dead block alive, so a few small requests go first to overwrite what the
+    last transfers left, and the best of three readings counts."""
+    readings = []
     deadline = time.monotonic() + deadline_s
-    while True:
+    while len(readings) < 3:
+        Load(fw, site, [("/favicon.ico", False)] * 10, 1).join()
         status = json.loads(fw.get("/api/status?gc=1")[2])
         served = [s for s in status["sockets"] if s["kind"] == "tcp-server"]
         if len(served) <= 1 or time.monotonic() > deadline:
-            return status["heap_free"]
-        time.sleep(0.2)
+            readings.append(status["heap_free"])
+    return max(readings)
 
 
 @pytest.mark.timeout(3600)
@@ -235,16 +241,20 @@ def test_soak_in_a_board_sized_heap(tmp_path, pytestconfig):
     fw = Firmware(tmp_path, root=site.root, heap=SOAK_HEAP)
     try:
         plan = site.mix(random.Random(10), requests, big_share=0.02)
-        warm = Load(fw, site, plan[:WARM_UP], CLIENTS - 1).join()
-        baseline = heap_after_gc(fw)
-        # One slot of the six is the sampler's: a seventh connection would be refused by design.
+        # Warm with more clients than the module has ids, so that every id is in use
+        # at some point: the driver keeps the receive rings and output queues of
+        # ended connections for the next ones, up to one per id. Those pools are
+        # meant to grow to that bound; the baseline is taken once they have.
+        warm = Load(fw, site, plan[:WARM_UP], 8).join()
+        baseline = heap_after_gc(fw, site)
+        # One handler of the six is the sampler's.
         load = Load(fw, site, plan[WARM_UP:], CLIENTS - 1)
         lowest = baseline  # the heap the live objects leave free under load, sampled every 2 s
         while any(t.is_alive() for t in load.threads):
             lowest = min(lowest, json.loads(fw.get("/api/status?gc=1")[2])["heap_free"])
             time.sleep(2)
         results = warm + load.join()
-        final = heap_after_gc(fw)
+        final = heap_after_gc(fw, site)
     finally:
         alive = fw.proc.poll() is None
         fw.stop()
