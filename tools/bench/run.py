@@ -65,7 +65,10 @@ def chart(figures, path):
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
     for key, label in (("tx_ratio", "TCP send"), ("rx_ratio", "TCP receive")):
         ax.plot(bauds, [figures[key][str(b)] for b in bauds], marker="o", label=label)
-    ax.axhline(0.97, color="grey", linestyle=":", label="1400-byte SSEND framing limit")
+    # What framing leaves on each line: the command before each 1400-byte payload going
+    # out, the {sid,ip,port,len} header and CRLF around each frame coming in.
+    ax.axhline(1400 / 1418, color="C0", linestyle=":", label="send ceiling (AT+SSEND framing)")
+    ax.axhline(1400 / 1426, color="C1", linestyle=":", label="receive ceiling (frame header)")
     ax.axhline(0.90, color="red", linestyle="--", linewidth=0.8, label="target")
     ax.set_xscale("log")
     ax.set_xticks(bauds, [str(b) for b in bauds])
