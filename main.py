@@ -10,13 +10,15 @@ import json
 import os
 import sys
 
-from microdot import Microdot, Response, send_file
+from microdot import Microdot, Request, Response, send_file
 from microdot.microdot import urldecode
 from wizfi250.compat import ticks_diff, ticks_ms
+from wizfi250 import parser as P
 from wizfi250.engine import ECONNABORTED, Engine
 from wizfi250.net import Net
 from wizfi250.sockets import KIND_NAMES
 from wizfi250.supervisor import Supervisor
+from wizfi250.transcript import Recording, Transcript
 from wizfi250.wifi import WiFi
 
 GZIP_TYPES = ("html", "css", "js", "svg", "json", "txt", "ico")
@@ -64,7 +66,10 @@ def _exists(path):
 
 def static_file(request, root, path):
     """A file under ``root``, gzipped when the browser accepts it; None for anything outside."""
-    path = urldecode(path)
+    try:
+        path = urldecode(path)
+    except ValueError:  # "%zz", or bytes that are not UTF-8 ("%c0%ae"): names no file
+        return None
     if ".." in path or "\\" in path or "\0" in path or path.startswith("/"):
         return None
     if path == "" or path.endswith("/"):
@@ -84,7 +89,8 @@ def static_file(request, root, path):
     return response
 
 
-def make_app(engine, wifi, supervisor, started, root):
+def make_app(engine, wifi, supervisor, started, root, transcript=None, save_to=None):
+    """The site; with a ``transcript``, its debug routes too (before the files catch all)."""
     app = Microdot()
     Response.types_map["svg"] = "image/svg+xml"
     Response.types_map["ico"] = "image/x-icon"
@@ -108,6 +114,9 @@ def make_app(engine, wifi, supervisor, started, root):
             "counters": engine.stats(), "heap_free": _heap_free(),
         }  # fmt: skip
 
+    if transcript is not None:
+        add_debug_routes(app, transcript, save_to)
+
     @app.route("/")
     async def index(request):
         return static_file(request, root, "") or ("Not found", 404)
@@ -117,6 +126,159 @@ def make_app(engine, wifi, supervisor, started, root):
         return static_file(request, root, path) or ("Not found", 404)
 
     return app
+
+
+MAX_HEAD = 4096  # request line and headers together; a browser sends under 1.5 KB
+HEAD_ERRORS = {
+    408: b"Request Timeout", 413: b"Content Too Large", 414: b"URI Too Long", 431: b"Request Header Fields Too Large",
+}  # fmt: skip
+
+
+class HeadTooLarge(Exception):
+    pass
+
+
+class HeadReader:
+    """The request head read under limits before Microdot sees it, then handed over.
+
+    Microdot reads a whole line before it checks its length, so an endless
+    header line would fill the heap first. This reads at most ``MAX_HEAD``
+    bytes, checks each line against ``Request.max_readline``, and then
+    serves what it read (and the stream after it) through the reader calls
+    Microdot makes: ``readline``, ``readexactly``, ``read``.
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.buf = b""
+
+    async def read_head(self):
+        """Read up to the blank line; False if the client closed before it."""
+        limit = Request.max_readline
+        while True:
+            end = self.buf.find(b"\n\r\n")
+            if end < 0:
+                end = self.buf.find(b"\n\n")
+            head = self.buf if end < 0 else self.buf[: end + 1]
+            first = head.find(b"\n")
+            if (first if first >= 0 else len(head)) > limit:
+                raise HeadTooLarge(414)
+            for line in head.split(b"\n"):
+                if len(line) > limit:
+                    raise HeadTooLarge(431)
+            if end >= 0:
+                if _content_length(head) > Request.max_content_length:
+                    raise HeadTooLarge(413)
+                return True
+            if len(self.buf) >= MAX_HEAD:
+                raise HeadTooLarge(431)
+            chunk = await self.stream.read(MAX_HEAD - len(self.buf))
+            if not chunk:
+                return False
+            self.buf += chunk
+
+    async def discard(self):
+        """Read and drop everything until the socket is released.
+
+        A client still sending must be read while the refusal goes out: its
+        unread frames would fill the socket's ring and hold the UART, and
+        with it the SSEND that carries the answer.
+        """
+        try:
+            while await self.stream.read(1024):
+                pass
+        except OSError:
+            pass  # released: the close is done
+
+    def _take(self, n):
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    async def readline(self):
+        i = self.buf.find(b"\n")
+        if i >= 0:
+            return self._take(i + 1)
+        return self._take(len(self.buf)) + await self.stream.readline()
+
+    async def readexactly(self, n):
+        data = self._take(n)
+        if len(data) < n:
+            data += await self.stream.readexactly(n - len(data))
+        return data
+
+    async def read(self, n=-1):
+        if self.buf:
+            return self._take(len(self.buf) if n < 0 else n)
+        return await self.stream.read(n)
+
+
+def http_handler(app, head_ms):
+    """``app.handle_request`` behind the head limits: a head that is too long
+    gets 414 or 431, one that does not arrive within ``head_ms`` gets 408
+    (a slow client holds one of the few handlers), and the connection closes."""
+
+    async def handle(stream, writer):
+        reader = HeadReader(stream)
+        try:
+            if await asyncio.wait_for(reader.read_head(), head_ms / 1000):
+                await app.handle_request(reader, writer)
+                return
+            status = 0  # closed before the head ended: nobody to answer
+        except HeadTooLarge as e:
+            status = e.args[0]
+        except asyncio.TimeoutError:
+            status = 408
+        discard = asyncio.create_task(reader.discard())
+        try:
+            if status:
+                await writer.awrite(b"HTTP/1.0 %d %s\r\nContent-Length: 0\r\n\r\n" % (status, HEAD_ERRORS[status]))
+        finally:
+            await writer.aclose()
+            discard.cancel()
+
+    return handle
+
+
+def _content_length(head):
+    """The Content-Length a head declares, 0 without one (or with nonsense: Microdot says 400)."""
+    i = head.lower().find(b"\ncontent-length:")
+    if i < 0:
+        return 0
+    value = head[i + 16 : head.find(b"\n", i + 1)].strip()
+    return int(value) if value.isdigit() else 0
+
+
+def add_debug_routes(app, transcript, save_to):
+    """``GET /debug/transcript``: the UART transcript as text, for ``tools/replay``;
+    ``POST /debug/transcript/save``: the same written to ``save_to`` on the board."""
+
+    @app.route("/debug/transcript")
+    async def show(request):
+        return transcript.lines(), 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+    @app.route("/debug/transcript/save", methods=["POST"])
+    async def save(request):
+        transcript.save(save_to)
+        return "saved to %s\n" % save_to
+
+
+def record_transcript(config, transport):
+    """The transport wrapped in a recording, or as it is when ``debug.transcript_kb`` is 0."""
+    kb = config.get("debug", {}).get("transcript_kb", 0)
+    if not kb:
+        return None, transport
+    transcript = Transcript(kb * 1024)
+    return transcript, Recording(transport, transcript)
+
+
+def save_on_reset(net, transcript, save_to):
+    """Write the transcript when the module restarts: what led up to it is the report."""
+
+    def on_event(kind, arg):
+        if kind == P.RESET or kind == P.BANNER:
+            transcript.save(save_to)
+
+    net.listeners.append(on_event)
 
 
 async def tcp_client(net, host, port):
@@ -190,10 +352,16 @@ async def bring_up(config, transport):
 
 
 async def main(config, transport):
+    transcript, transport = record_transcript(config, transport)
     engine, net, wifi, supervisor = await bring_up(config, transport)
-    app = make_app(engine, wifi, supervisor, ticks_ms(), config["http"].get("root", "www"))
+    debug = config.get("debug", {})
+    save_to = debug.get("save_to", "transcript.log")
+    served = transcript if debug.get("endpoint", False) else None
+    app = make_app(engine, wifi, supervisor, ticks_ms(), config["http"].get("root", "www"), served, save_to)
+    if transcript is not None and debug.get("save_on_reset", False):
+        save_on_reset(net, transcript, save_to)
     port = config["http"]["port"]
-    await net.start_server(app.handle_request, port)
+    await net.start_server(http_handler(app, config["http"].get("idle_ms", 5000)), port)
     print("wizfi250: serving on module port %d (%s)" % (port, engine.wifi["ip"]))
     client = config.get("tcp_client")
     if client and client.get("enabled", True):
