@@ -19,6 +19,7 @@ TO_MODULE = 62  # ord(">")
 FROM_MODULE = 60  # ord("<")
 _HEADER = 7
 _LINE_BYTES = 256  # bytes per output line: keeps each repr() small on a small heap
+_WRAP = 0x3FFFFFFF  # a small int on every port
 
 
 class Transcript:
@@ -28,6 +29,8 @@ class Transcript:
         self.start = ticks_ms()
         self.oldest = 0  # offset of the oldest chunk's header
         self.used = 0  # bytes held, headers included
+        self.count = 0  # chunks held
+        self.drops = 0  # chunks dropped so far, modulo _WRAP: readers check it to skip overwritten ones
 
     def record(self, direction, data, n):
         """Keep ``data[:n]`` as one chunk moving in ``direction``."""
@@ -43,44 +46,73 @@ class Transcript:
             drop = _HEADER + (buf[(self.oldest + 5) % size] << 8 | buf[(self.oldest + 6) % size])
             self.oldest = (self.oldest + drop) % size
             self.used -= drop
+            self.count -= 1
+            self.drops = (self.drops + 1) & _WRAP
         at = (self.oldest + self.used) % size
         ms = ticks_diff(ticks_ms(), self.start) & 0xFFFFFFFF
-        for i, b in enumerate((direction, ms >> 24, ms >> 16 & 255, ms >> 8 & 255, ms & 255, n >> 8, n & 255)):
-            buf[(at + i) % size] = b
+        # Seven stores, no tuple or loop: this runs for every UART read and write.
+        buf[at] = direction
+        buf[(at + 1) % size] = ms >> 24
+        buf[(at + 2) % size] = ms >> 16 & 255
+        buf[(at + 3) % size] = ms >> 8 & 255
+        buf[(at + 4) % size] = ms & 255
+        buf[(at + 5) % size] = n >> 8
+        buf[(at + 6) % size] = n & 255
         at = (at + _HEADER) % size
-        first = min(n, size - at)
-        self.mv[at : at + first] = memoryview(data)[:first]
-        if first < n:
-            self.mv[: n - first] = memoryview(data)[first:n]
+        src = data if type(data) is memoryview else memoryview(data)
+        first = size - at
+        if first >= n:
+            self.mv[at : at + n] = src[:n]
+        else:
+            self.mv[at:] = src[:first]
+            self.mv[: n - first] = src[first:n]
         self.used += n + _HEADER
+        self.count += 1
 
-    def chunks(self):
-        """``(direction, ms, bytes)`` for every chunk held, oldest first.
+    def pieces(self, most):
+        """``(direction, ms, bytes)`` of at most ``most`` bytes each, oldest chunk first.
 
-        Works on a copy taken at the start, so recording goes on meanwhile
-        (serving the transcript is UART traffic too) without tearing it.
+        Reads the ring in place while recording goes on (serving the
+        transcript is UART traffic too): it stops at the chunks held when it
+        started, and skips what was overwritten between two pieces. No copy
+        of the whole ring, which a fragmented heap may not have room for.
         """
-        buf = bytes(self.buf)
+        buf = self.buf
         size = len(buf)
+        start = self.drops
+        total = self.count
+        index = 0  # chunks read since the start
         at = self.oldest
-        left = self.used
-        while left:
+        while index < total:
+            dropped = (self.drops - start) & _WRAP
+            if dropped > index:  # overwritten meanwhile: go on from the oldest left
+                at = self.oldest
+                index = dropped
+                continue
+            direction = buf[at]
             ms = buf[(at + 1) % size] << 24 | buf[(at + 2) % size] << 16 | buf[(at + 3) % size] << 8 | buf[(at + 4) % size]
             n = buf[(at + 5) % size] << 8 | buf[(at + 6) % size]
-            start = (at + _HEADER) % size
-            if start + n <= size:
-                data = buf[start : start + n]
-            else:
-                data = buf[start:] + buf[: n - size + start]
-            yield buf[at], ms, data
-            at = (start + n) % size
-            left -= _HEADER + n
+            done = 0
+            while done < n and (self.drops - start) & _WRAP <= index:
+                k = min(most, n - done)
+                i = (at + _HEADER + done) % size
+                if i + k <= size:
+                    piece = bytes(self.mv[i : i + k])
+                else:
+                    piece = bytes(self.mv[i:]) + bytes(self.mv[: i + k - size])
+                done += k
+                yield direction, ms, piece
+            at = (at + _HEADER + n) % size
+            index += 1
+
+    def chunks(self):
+        """``(direction, ms, bytes)`` per chunk held, oldest first."""
+        return self.pieces(0xFFFF)
 
     def lines(self):
-        """The transcript as text lines, each ending in a newline."""
-        for direction, ms, data in self.chunks():
-            for i in range(0, len(data), _LINE_BYTES):
-                yield "%d.%03d %s %r\n" % (ms // 1000, ms % 1000, chr(direction), data[i : i + _LINE_BYTES])
+        """The transcript as text lines in the emulator's format, each ending in a newline."""
+        for direction, ms, data in self.pieces(_LINE_BYTES):
+            yield "%d.%03d %s %r\n" % (ms // 1000, ms % 1000, chr(direction), data)
 
     def save(self, path):
         """Write it to a file (on a board: flash)."""
