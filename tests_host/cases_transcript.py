@@ -2,7 +2,7 @@
 
 import gc
 
-from fakeuart import Module, eq, run, settle
+from fakeuart import FakeUART, Module, eq, run, settle
 from wizfi250.engine import Engine
 from wizfi250.transcript import FROM_MODULE, TO_MODULE, Recording, Transcript
 
@@ -94,3 +94,16 @@ def test_reading_while_recording_skips_what_was_overwritten_and_stops():
     for i in range(6, 9):  # three more push out chunks 0 to 2
         t.record(TO_MODULE, b"chunk %02d" % i, 8)
     eq([data for _, _, data in reader], [b"chunk 03", b"chunk 04", b"chunk 05"])  # not 6-8: newer than the read
+
+
+def test_the_wifi_key_is_sent_but_not_recorded():
+    async def main():
+        uart = FakeUART()
+        t = Transcript(512)
+        recording = Recording(uart, t)
+        for cmd in (b"AT+WSEC=1,WPA2AES,secret99\r", b"AT+WSEC=0,,sec,ret\r", b"AT+WSET=0,MyAP\r"):
+            await recording.write(cmd)
+        eq(bytes(uart.written), b"AT+WSEC=1,WPA2AES,secret99\rAT+WSEC=0,,sec,ret\rAT+WSET=0,MyAP\r")
+        eq([data for _, _, data in t.chunks()], [b"AT+WSEC=1,WPA2AES,***\r", b"AT+WSEC=0,,***\r", b"AT+WSET=0,MyAP\r"])
+
+    run(main())

@@ -90,6 +90,11 @@ def test_oversized_head_gets_a_clean_4xx_and_a_close(firmware, case):
     assert firmware.get("/")[2] == b"<h1>hello</h1>"  # and the server goes on
 
 
+def test_no_debug_routes_unless_configured(shipped):
+    assert status_of(exchange(shipped, b"GET /debug/transcript HTTP/1.0\r\n\r\n")) == 404
+    assert status_of(exchange(shipped, b"POST /debug/transcript/save HTTP/1.0\r\n\r\n")) in (404, 405)
+
+
 def test_malformed_request_line_gets_400(shipped):
     for request in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.0\r\nno colon here\r\n\r\n"):
         assert status_of(exchange(shipped, request)) == 400, request
@@ -106,27 +111,59 @@ def test_request_split_into_many_small_writes_is_served(shipped):
     assert status_of(reply) == 200 and reply.endswith(b"<h1>hello</h1>")
 
 
+IDLE_S = 2.0  # the harness's http.idle_ms
+SLACK_S = 1.5  # a shared machine's scheduling, on top of the idle timeout + 1 s asked for
+
+
+def hold_idle(fw, opening, count=8):
+    """``count`` connections that send ``opening`` and then nothing: more than the module has ids."""
+    held = [socket.create_connection(("127.0.0.1", fw.http), timeout=30) for _ in range(count)]
+    for s in held:
+        s.sendall(opening)
+    time.sleep(0.2)
+    return held
+
+
+def closed_by_server(s):
+    reply = b""
+    while chunk := s.recv(4096):
+        reply += chunk
+    return reply
+
+
 @pytest.mark.parametrize("opening", [b"", b"GET / HTTP/1.1\r\nHost: x\r\n"], ids=["silent", "half-head"])
 def test_eight_idle_connections_do_not_lock_browsers_out(shipped, opening):
-    idle_s = 2.0  # the harness's http.idle_ms
-    held = []
+    held = hold_idle(shipped, opening)
     try:
-        for _ in range(8):  # more than the module has socket ids
-            s = socket.create_connection(("127.0.0.1", shipped.http), timeout=30)
-            s.sendall(opening)
-            held.append(s)
-        time.sleep(0.2)
         start = time.monotonic()
         assert shipped.get("/index.html", timeout=30)[2] == b"<h1>hello</h1>"
-        assert time.monotonic() - start < idle_s + 1 + 1.5  # idle timeout + 1 s, + slack for the worker's start
+        assert time.monotonic() - start < IDLE_S + 1 + SLACK_S
         for s in held:  # each was closed by the server, with a 408 if it had started a request
-            reply = b""
-            while chunk := s.recv(4096):
-                reply += chunk
+            reply = closed_by_server(s)
             assert reply == b"" if not opening else status_of(reply) == 408
     finally:
         for s in held:
             s.close()
+
+
+def test_chromium_is_served_past_eight_idle_connections(shipped):
+    playwright = pytest.importorskip("playwright.sync_api")
+    from test_browser import CHROMIUM_ARGS
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_context().new_page()
+        held = hold_idle(shipped, b"")
+        try:
+            start = time.monotonic()
+            response = page.goto(shipped.url("/index.html"), timeout=30000)
+            elapsed = time.monotonic() - start
+            assert response.status == 200 and response.body() == b"<h1>hello</h1>"
+            assert elapsed < IDLE_S + 1 + SLACK_S, elapsed
+        finally:
+            for s in held:
+                s.close()
+            browser.close()
 
 
 @pytest.mark.parametrize("reset", [True, False], ids=["rst", "close"])

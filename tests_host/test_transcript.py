@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 from fakeuart import Module, settle
@@ -108,7 +109,8 @@ def test_endpoint_serves_a_faithful_transcript_that_replays(debugging):
         emulated = streams(replay.read_transcript(f))
     sent, heard = streams(chunks)
     assert len(heard) > 500 and heard in emulated[1]  # the same bytes, in the same order
-    assert len(sent) > 100 and sent in emulated[0]
+    assert b"12345678" not in body and b"AT+WSEC=0,,***\r" in sent  # the Wi-Fi key stays on the board
+    assert len(sent) > 100 and sent.replace(b",,***", b",,12345678") in emulated[0]
     seen = replay.replay(chunks)
     requests = [bytes(p) for _, p in seen.frames.values()]
     assert any(b"GET /index.html HTTP/1.1" in p for p in requests)
@@ -116,8 +118,20 @@ def test_endpoint_serves_a_faithful_transcript_that_replays(debugging):
     assert seen.responses["OK"] > 5 and ("LINK_UP", None) in seen.events
 
 
+def test_saved_to_flash_on_request(debugging):
+    fw = debugging
+    request = urllib.request.Request(fw.url("/debug/transcript/save"), method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    with open(fw.saved) as f:
+        seen = replay.replay(replay.read_transcript(f))
+    assert any(b"POST /debug/transcript/save" in p for _, p in seen.frames.values())
+
+
 def test_saved_on_a_module_reset(debugging):
     fw = debugging
+    if os.path.exists(fw.saved):
+        os.remove(fw.saved)
     assert fw.control(op="reset")["ok"]
     deadline = time.monotonic() + 10
     while not os.path.exists(fw.saved):

@@ -122,7 +122,11 @@ class Transcript:
 
 
 class Recording:
-    """A transport that copies everything it moves into a ``Transcript``."""
+    """A transport that copies everything it moves into a ``Transcript``.
+
+    The Wi-Fi key is not recorded: a transcript goes to whoever asks for
+    it, and ``AT+WSEC=mode,security,key`` is kept as ``...,security,***``.
+    """
 
     def __init__(self, transport, transcript):
         self.transport = transport
@@ -134,5 +138,9 @@ class Recording:
         return n
 
     async def write(self, data):
-        self.transcript.record(TO_MODULE, data, len(data))
+        if type(data) is bytes and data.startswith(b"AT+WSEC="):
+            kept = data[: data.find(b",", data.find(b",") + 1) + 1] or b"AT+WSEC="
+            self.transcript.record(TO_MODULE, kept + b"***\r", len(kept) + 4)
+        else:
+            self.transcript.record(TO_MODULE, data, len(data))
         await self.transport.write(data)
