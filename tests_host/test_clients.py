@@ -112,7 +112,7 @@ def test_request_split_into_many_small_writes_is_served(shipped):
 
 
 IDLE_S = 2.0  # the harness's http.idle_ms
-SLACK_S = 1.5  # a shared machine's scheduling, on top of the idle timeout + 1 s asked for
+SERVED_WITHIN_S = IDLE_S + 1  # what the issue asks; measured 1.8-2.2 s here
 
 
 def hold_idle(fw, opening, count=8):
@@ -137,7 +137,7 @@ def test_eight_idle_connections_do_not_lock_browsers_out(shipped, opening):
     try:
         start = time.monotonic()
         assert shipped.get("/index.html", timeout=30)[2] == b"<h1>hello</h1>"
-        assert time.monotonic() - start < IDLE_S + 1 + SLACK_S
+        assert time.monotonic() - start < SERVED_WITHIN_S
         for s in held:  # each was closed by the server, with a 408 if it had started a request
             reply = closed_by_server(s)
             assert reply == b"" if not opening else status_of(reply) == 408
@@ -159,7 +159,7 @@ def test_chromium_is_served_past_eight_idle_connections(shipped):
             response = page.goto(shipped.url("/index.html"), timeout=30000)
             elapsed = time.monotonic() - start
             assert response.status == 200 and response.body() == b"<h1>hello</h1>"
-            assert elapsed < IDLE_S + 1 + SLACK_S, elapsed
+            assert elapsed < SERVED_WITHIN_S, elapsed
         finally:
             for s in held:
                 s.close()
