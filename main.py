@@ -13,12 +13,10 @@ import sys
 from microdot import Microdot, Request, Response, send_file
 from microdot.microdot import urldecode
 from wizfi250.compat import ticks_diff, ticks_ms
-from wizfi250 import parser as P
 from wizfi250.engine import ECONNABORTED, Engine
 from wizfi250.net import Net
 from wizfi250.sockets import KIND_NAMES
 from wizfi250.supervisor import Supervisor
-from wizfi250.transcript import Recording, Transcript
 from wizfi250.wifi import WiFi
 
 GZIP_TYPES = ("html", "css", "js", "svg", "json", "txt", "ico")
@@ -115,7 +113,7 @@ def make_app(engine, wifi, supervisor, started, root, transcript=None, save_to=N
         }  # fmt: skip
 
     if transcript is not None:
-        add_debug_routes(app, transcript, save_to)
+        transcript.add_routes(app, save_to)
 
     @app.route("/")
     async def index(request):
@@ -151,31 +149,36 @@ class HeadReader:
     def __init__(self, stream):
         self.stream = stream
         self.buf = b""
+        self.pos = 0  # bytes of buf already handed to Microdot
 
     async def read_head(self):
-        """Read up to the blank line; False if the client closed before it."""
+        """Read up to the blank line; False if the client closed before it.
+
+        Lines are measured where they lie in the buffer, never copied: six
+        browsers' heads at once are a heap's worth on a small board.
+        """
         limit = Request.max_readline
+        start = 0  # the line being measured
         while True:
-            end = self.buf.find(b"\n\r\n")
-            if end < 0:
-                end = self.buf.find(b"\n\n")
-            head = self.buf if end < 0 else self.buf[: end + 1]
-            first = head.find(b"\n")
-            if (first if first >= 0 else len(head)) > limit:
-                raise HeadTooLarge(414)
-            for line in head.split(b"\n"):
-                if len(line) > limit:
-                    raise HeadTooLarge(431)
-            if end >= 0:
-                if _content_length(head) > Request.max_content_length:
-                    raise HeadTooLarge(413)
-                return True
-            if len(self.buf) >= MAX_HEAD:
+            buf = self.buf
+            end = buf.find(b"\n", start)
+            while end >= 0:
+                if end - start > limit:
+                    raise HeadTooLarge(414 if start == 0 else 431)
+                if start and end - start <= 1:  # "" or "\r": the blank line that ends the head
+                    if _content_length(buf, end) > Request.max_content_length:
+                        raise HeadTooLarge(413)
+                    return True
+                start = end + 1
+                end = buf.find(b"\n", start)
+            if len(buf) - start > limit:
+                raise HeadTooLarge(414 if start == 0 else 431)
+            if len(buf) >= MAX_HEAD:
                 raise HeadTooLarge(431)
-            chunk = await self.stream.read(MAX_HEAD - len(self.buf))
+            chunk = await self.stream.read(MAX_HEAD - len(buf))
             if not chunk:
                 return False
-            self.buf += chunk
+            self.buf = buf + chunk if buf else chunk
 
     async def discard(self):
         """Read and drop everything until the socket is released.
@@ -191,13 +194,18 @@ class HeadReader:
             pass  # released: the close is done
 
     def _take(self, n):
-        data, self.buf = self.buf[:n], self.buf[n:]
+        pos = self.pos
+        data = self.buf[pos : pos + n]
+        self.pos = pos + len(data)
+        if self.pos == len(self.buf):
+            self.buf = b""
+            self.pos = 0
         return data
 
     async def readline(self):
-        i = self.buf.find(b"\n")
+        i = self.buf.find(b"\n", self.pos)
         if i >= 0:
-            return self._take(i + 1)
+            return self._take(i + 1 - self.pos)
         return self._take(len(self.buf)) + await self.stream.readline()
 
     async def readexactly(self, n):
@@ -239,46 +247,27 @@ def http_handler(app, head_ms):
     return handle
 
 
-def _content_length(head):
-    """The Content-Length a head declares, 0 without one (or with nonsense: Microdot says 400)."""
-    i = head.lower().find(b"\ncontent-length:")
-    if i < 0:
-        return 0
-    value = head[i + 16 : head.find(b"\n", i + 1)].strip()
-    return int(value) if value.isdigit() else 0
-
-
-def add_debug_routes(app, transcript, save_to):
-    """``GET /debug/transcript``: the UART transcript as text, for ``tools/replay``;
-    ``POST /debug/transcript/save``: the same written to ``save_to`` on the board."""
-
-    @app.route("/debug/transcript")
-    async def show(request):
-        return transcript.lines(), 200, {"Content-Type": "text/plain; charset=utf-8"}
-
-    @app.route("/debug/transcript/save", methods=["POST"])
-    async def save(request):
-        transcript.save(save_to)
-        return "saved to %s\n" % save_to
+def _content_length(buf, end):
+    """The Content-Length the head ``buf[:end]`` declares; 0 without one (or with
+    nonsense: Microdot answers that with 400)."""
+    for name in (b"\nContent-Length:", b"\ncontent-length:"):
+        i = buf.find(name, 0, end)
+        if i >= 0:
+            value = buf[i + 16 : buf.find(b"\n", i + 1)].strip()
+            return int(value) if value.isdigit() else 0
+    return 0
 
 
 def record_transcript(config, transport):
-    """The transport wrapped in a recording, or as it is when ``debug.transcript_kb`` is 0."""
+    """The transport wrapped in a recording, or as it is when ``debug.transcript_kb`` is 0
+    (the module is not even imported then: its code would take heap for nothing)."""
     kb = config.get("debug", {}).get("transcript_kb", 0)
     if not kb:
         return None, transport
+    from wizfi250.transcript import Recording, Transcript
+
     transcript = Transcript(kb * 1024)
     return transcript, Recording(transport, transcript)
-
-
-def save_on_reset(net, transcript, save_to):
-    """Write the transcript when the module restarts: what led up to it is the report."""
-
-    def on_event(kind, arg):
-        if kind == P.RESET or kind == P.BANNER:
-            transcript.save(save_to)
-
-    net.listeners.append(on_event)
 
 
 async def tcp_client(net, host, port):
@@ -359,7 +348,7 @@ async def main(config, transport):
     served = transcript if debug.get("endpoint", False) else None
     app = make_app(engine, wifi, supervisor, ticks_ms(), config["http"].get("root", "www"), served, save_to)
     if transcript is not None and debug.get("save_on_reset", False):
-        save_on_reset(net, transcript, save_to)
+        transcript.save_on_reset(net, save_to)
     port = config["http"]["port"]
     await net.start_server(http_handler(app, config["http"].get("idle_ms", 5000)), port)
     print("wizfi250: serving on module port %d (%s)" % (port, engine.wifi["ip"]))

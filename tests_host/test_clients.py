@@ -79,6 +79,7 @@ OVERSIZED = {
     "one header": (b"GET / HTTP/1.0\r\nX-Big: " + b"b" * 3000 + b"\r\n\r\n", 431),
     "many headers": (b"GET / HTTP/1.0\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(60)) + b"\r\n", 431),
     "header without end": (b"GET / HTTP/1.0\r\nCookie: " + b"c" * 100000, 431),
+    "declared body": (b"POST / HTTP/1.0\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100000, 413),
 }  # fmt: skip
 
 

@@ -10,9 +10,12 @@ transport is not wrapped at all, so it costs nothing when off.
 
 ``lines()`` writes it out in the emulator's transcript format (one chunk a
 line: seconds, ``>`` host to module or ``<`` module to host, the bytes as a
-Python literal), which ``tools/replay`` reads.
+Python literal), which ``tools/replay`` reads. The application's hooks (the
+debug routes, the save on a module reset) live here too, so that none of it
+is imported, and none of its code takes heap, while the transcript is off.
 """
 
+from . import parser as P
 from .compat import ticks_diff, ticks_ms
 
 TO_MODULE = 62  # ord(">")
@@ -119,6 +122,29 @@ class Transcript:
         with open(path, "w") as f:
             for line in self.lines():
                 f.write(line)
+
+
+    def add_routes(self, app, save_to):
+        """On a Microdot ``app``: ``GET /debug/transcript``, the transcript as text;
+        ``POST /debug/transcript/save``, the same written to ``save_to`` (flash)."""
+
+        @app.route("/debug/transcript")
+        async def show(request):
+            return self.lines(), 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+        @app.route("/debug/transcript/save", methods=["POST"])
+        async def save(request):
+            self.save(save_to)
+            return "saved to %s\n" % save_to
+
+    def save_on_reset(self, net, save_to):
+        """Write it to ``save_to`` when the module restarts: what led up to it is the report."""
+
+        def on_event(kind, arg):
+            if kind == P.RESET or kind == P.BANNER:
+                self.save(save_to)
+
+        net.listeners.append(on_event)
 
 
 class Recording:
