@@ -222,8 +222,9 @@ class HeadReader:
 
 def http_handler(app, head_ms):
     """``app.handle_request`` behind the head limits: a head that is too long
-    gets 414 or 431, one that does not arrive within ``head_ms`` gets 408
-    (a slow client holds one of the few handlers), and the connection closes."""
+    gets 414 or 431, a declared body over Microdot's limit 413, a head that
+    does not arrive within ``head_ms`` 408 (a slow client holds one of the
+    few handlers); then the connection closes."""
 
     async def handle(stream, writer):
         reader = HeadReader(stream)

@@ -29,6 +29,8 @@ WAYS_OUT = (
 @pytest.fixture(scope="module", params=["micropython", "cpython"])
 def firmware(tmp_path_factory, request):
     fw = Firmware(tmp_path_factory.mktemp(request.param), interpreter=request.param)
+    # Beside the site, as on a board: its config.json (written by the harness) and a main.py.
+    (fw.www.parent / "main.py").write_text("import secret\n")
     yield fw
     fw.stop()
 
