@@ -4,13 +4,14 @@ import asyncio
 
 from fakeuart import Module, engine_with, eq, fails, run, settle
 from wizfi250.net import Net
-from wizfi250.sockets import TCP
+from wizfi250.sockets import ACCEPTED, LISTENER, TCP
 
 
 def net_with(module, **kw):
     engine, _ = engine_with(module)
     module.replies[b"AT+SMGMT="] = lambda cmd: b"[OK]\r\n\r\n[DISCONNECT %s]\r\n" % cmd[9:]
-    module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 0]\r\n"
+    # Like the module: the listener goes to the lowest free id.
+    module.replies[b"AT+SCON=O,TSN"] = lambda cmd: b"[OK]\r\n\r\n[LISTEN %d]\r\n" % engine.table.index(None)
     module.replies[b"AT+SSEND="] = lambda cmd: b"[%s]\r\n" % cmd[9:]
     return Net(engine, **kw), engine
 
@@ -84,6 +85,57 @@ def test_idle_preconnect_is_closed_and_others_are_served():
         assert b"AT+SMGMT=0" in module.commands
         eq(net.counters["idle_closed"], 1)
         eq(engine.table[0], None)
+        engine.stop()
+
+    run(main())
+
+
+def test_listener_comes_back_as_soon_as_an_idle_close_frees_an_id():
+    async def main():
+        module = Module()
+        net, engine = net_with(module, idle_ms=50)
+
+        async def handler(reader, writer):
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.replies[b"AT+SCON=O,TSN"] = b"[ERROR]\r\n"  # every id taken: no listener for now
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n")  # the listener became an idle connection
+        await asyncio.sleep(0.02)
+        eq(engine.listener(), None)
+        module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 0]\r\n"
+        await asyncio.sleep(0.2)  # the idle close frees id 0: the listener goes back on it
+        eq(net.counters["idle_closed"], 1)
+        eq([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN") or c.startswith(b"AT+SMGMT")],
+           [b"AT+SCON=O,TSN,,,80,0", b"AT+SCON=O,TSN,,,80,0", b"AT+SMGMT=0", b"AT+SCON=O,TSN,,,80,0"])  # fmt: skip
+        eq(engine.listener().sid, 0)
+        engine.stop()
+
+    run(main())
+
+
+def test_a_burst_of_clients_is_accepted_one_relisten_after_another():
+    async def main():
+        module = Module()
+        net, engine = net_with(module, idle_ms=0)
+        waiting = [1, 2]  # clients queued on the host: each takes the next listener at once
+
+        def tsn(cmd):
+            sid = 3 - len(waiting) if waiting else 3
+            if waiting:
+                waiting.pop(0)
+                return b"\r\n[LISTEN %d]\r\n\r\n[CONNECT %d]\r\n[OK]\r\n" % (sid, sid)
+            return b"\r\n[LISTEN %d]\r\n[OK]\r\n" % sid
+
+        async def handler(reader, writer):
+            await reader.read(10)
+
+        await net.start_server(handler, 80)
+        module.replies[b"AT+SCON=O,TSN"] = tsn
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n")
+        await asyncio.sleep(0.1)
+        eq(len([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN")]), 4)  # start + one per accept
+        eq([s.kind for s in engine.table[:4]], [ACCEPTED, ACCEPTED, ACCEPTED, LISTENER])
         engine.stop()
 
     run(main())

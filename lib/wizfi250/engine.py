@@ -49,6 +49,7 @@ class _Transaction:
         self.claimed = None  # type: tuple | None  # (kind, sid) once claimed
         self.kind = 0  # SCON: the kind of socket asked for
         self.closing = -1  # SMGMT: the sid whose [DISCONNECT n] belongs to this command
+        self.listened = False  # a [LISTEN n] came while this command was open
         self.error = None  # OSError to raise in the waiter (module reset)
 
 
@@ -159,7 +160,8 @@ class Engine:
             return tx.lines
 
     async def open_socket(self, kind, host="", port=0, local_port=0, timeout_ms=8000):
-        """AT+SCON: a TCP client, a UDP socket or a TCP server. Returns its ``Socket``."""
+        """AT+SCON: a TCP client, a UDP socket or a TCP server. Returns its ``Socket``
+        (for a server: None if a waiting client took the new listener at once)."""
         if kind == LISTENER:
             args = b"O,TSN,,,%d,0" % local_port
         else:
@@ -177,8 +179,10 @@ class Engine:
             await self._run(tx, timeout_ms)
             if kind == LISTENER:
                 sock = self.listener()
-                if sock is not None:
-                    return sock  # its [LISTEN n] came already
+                if sock is not None or tx.listened:
+                    # Its [LISTEN n] came already, perhaps with a [CONNECT n] that took it:
+                    # then a guessed listener would stop the next relisten.
+                    return sock
                 # Not yet: the module took the lowest free id; [LISTEN n] corrects us if not.
                 sid = self._lowest_free()
                 if sid < 0:
@@ -425,6 +429,8 @@ class Engine:
                 return
             self._end_socket(sock, 0)
         else:
+            if tx is not None:
+                tx.listened = True
             self._listen(sid)
         self._deliver(kind, sid)
 

@@ -29,6 +29,7 @@ class Server:
         self.refused = 0
         self._relistening = False
         self._queues = []  # output queues of finished handlers, for the next ones
+        self._relisten_again = False  # an accept came while a relisten was on the wire
 
     def accept(self, sock):
         self.accepted += 1
@@ -50,22 +51,29 @@ class Server:
         would be accepted one a second. Issuing the same ``AT+SCON`` that task
         issues internally brings the next accept down to one command's time.
         It fails harmlessly while every id is taken: the module's own task
-        brings the listener back once one is free.
+        brings the listener back once one is free. An accept that lands while
+        a relisten is on the wire (the new listener taken at once) gets one
+        more, or the burst would wait for the module's tick after all.
         """
+        self._relisten_again = True
         if not self._relistening:
             self._relistening = True
             asyncio.create_task(self._relisten())
 
     async def _relisten(self):
         try:
-            await self.reopen()
-        except OSError:
-            pass
+            while self._relisten_again:
+                self._relisten_again = False
+                try:
+                    await self.reopen()
+                except OSError:
+                    pass
         finally:
             self._relistening = False
 
     async def _refuse(self, sock):
         await Stream(self.net.engine, sock).aclose()
+        self._freed()
 
     async def _serve(self, stream):
         try:
@@ -81,6 +89,14 @@ class Server:
                 await stream.aclose()
             if stream._out is not None and stream._flusher is None:
                 self._queues.append(stream._out)  # closed: no send of this stream can touch it now
+            self._freed()
+
+    def _freed(self):
+        """An id came free. With every id taken the listener could not come back;
+        bring it back now rather than on the module's next tick (about 1.1 s),
+        so a browser queued behind idle sockets is accepted at once."""
+        if self.net.engine.listener() is None:
+            self._relisten_soon()
 
     async def _first_byte(self, stream):
         try:
