@@ -73,7 +73,7 @@ class Engine:
         self.tx = None
         self.pending = []
         self._lock = asyncio.Lock()
-        self._payload = memoryview(bytearray(SSEND_MAX))  # ssend_from copies each chunk here
+        self._payload = None  # where ssend_from copies each chunk; made at its first use
         self._moved = asyncio.Event()  # the open transaction made progress
         self._rings = []  # receive rings of released sockets, for reuse
         self._resync = False
@@ -279,6 +279,8 @@ class Engine:
             n = min(n, len(queue))
             if n:
                 payload = self._payload
+                if payload is None:
+                    payload = self._payload = memoryview(bytearray(SSEND_MAX))
                 payload[:n] = memoryview(queue)[:n]
                 queue[:n] = b""
                 await self._ssend(sock, payload[:n], n, "", 0)
