@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from microdot import Microdot, Response, send_file
+from microdot import Microdot, Request, Response, send_file
 from microdot.microdot import urldecode
 from wizfi250.compat import ticks_diff, ticks_ms
 from wizfi250.engine import ECONNABORTED, SSEND_MAX, Engine
@@ -63,12 +63,13 @@ def _exists(path):
 
 
 class _Chunks:
-    """A file read through one buffer shared by every download, for Microdot's body loop.
+    """A file sent in chunks read into one buffer shared by every download.
 
-    Microdot reads a chunk and passes it to ``Stream.awrite``, which copies it
-    into the socket's queue before anything else runs: so one buffer serves
-    every connection, where reading allocated a kilobyte per chunk that
-    fragmented a small heap until a download failed with MemoryError.
+    Microdot awaits each chunk and passes it to ``Stream.awrite``, which copies
+    it into the socket's queue before anything else runs: so one buffer serves
+    every connection, where Microdot's own file loop allocates a kilobyte per
+    chunk (fragmenting a small heap until a download fails with MemoryError)
+    and a class per response (1.6 KB per download in flight, measured).
     """
 
     buf = memoryview(bytearray(SSEND_MAX))
@@ -76,16 +77,25 @@ class _Chunks:
     def __init__(self, f):
         self.f = f
 
-    def read(self, n):
-        return self.buf[: self.f.readinto(self.buf[:n])]
+    def __aiter__(self):
+        return self
 
-    def close(self):
+    async def __anext__(self):
+        n = self.f.readinto(self.buf)
+        if not n:
+            raise StopAsyncIteration
+        return self.buf[:n]
+
+    async def aclose(self):
         self.f.close()
 
 
 def static_file(request, root, path):
     """A file under ``root``, gzipped when the browser accepts it; None for anything outside."""
-    path = urldecode(path)
+    try:
+        path = urldecode(path)
+    except ValueError:  # "%zz", or bytes that are not UTF-8 ("%c0%ae"): names no file
+        return None
     if ".." in path or "\\" in path or "\0" in path or path.startswith("/"):
         return None
     if path == "" or path.endswith("/"):
@@ -106,9 +116,9 @@ def static_file(request, root, path):
     return response
 
 
-def make_app(engine, wifi, supervisor, started, root):
+def make_app(engine, wifi, supervisor, started, root, transcript=None, save_to=None):
+    """The site; with a ``transcript``, its debug routes too (before the files catch all)."""
     app = Microdot()
-    Response.send_file_buffer_size = SSEND_MAX  # a chunk fills one AT+SSEND
     Response.types_map["svg"] = "image/svg+xml"
     Response.types_map["ico"] = "image/x-icon"
 
@@ -131,6 +141,9 @@ def make_app(engine, wifi, supervisor, started, root):
             "counters": engine.stats(), "heap_free": _heap_free(request.args.get("gc")),
         }  # fmt: skip
 
+    if transcript is not None:
+        transcript.add_routes(app, save_to)
+
     @app.route("/")
     async def index(request):
         return static_file(request, root, "") or ("Not found", 404)
@@ -140,6 +153,151 @@ def make_app(engine, wifi, supervisor, started, root):
         return static_file(request, root, path) or ("Not found", 404)
 
     return app
+
+
+MAX_HEAD = 4096  # request line and headers together; a browser sends under 1.5 KB
+HEAD_ERRORS = {
+    408: b"Request Timeout", 413: b"Content Too Large", 414: b"URI Too Long", 431: b"Request Header Fields Too Large",
+}  # fmt: skip
+
+
+class HeadTooLarge(Exception):
+    pass
+
+
+class HeadReader:
+    """The request head read under limits before Microdot sees it, then handed over.
+
+    Microdot reads a whole line before it checks its length, so an endless
+    header line would fill the heap first. This reads at most ``MAX_HEAD``
+    bytes, checks each line against ``Request.max_readline``, and then
+    serves what it read (and the stream after it) through the reader calls
+    Microdot makes: ``readline``, ``readexactly``, ``read``.
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.buf = b""
+        self.pos = 0  # bytes of buf already handed to Microdot
+
+    async def read_head(self):
+        """Read up to the blank line; False if the client closed before it.
+
+        Lines are measured where they lie in the buffer, never copied: six
+        browsers' heads at once are a heap's worth on a small board.
+        """
+        limit = Request.max_readline
+        start = 0  # the line being measured
+        while True:
+            buf = self.buf
+            end = buf.find(b"\n", start)
+            while end >= 0:
+                if end - start > limit:
+                    raise HeadTooLarge(414 if start == 0 else 431)
+                if start and end - start <= 1:  # "" or "\r": the blank line that ends the head
+                    if _content_length(buf, end) > Request.max_content_length:
+                        raise HeadTooLarge(413)
+                    return True
+                start = end + 1
+                end = buf.find(b"\n", start)
+            if len(buf) - start > limit:
+                raise HeadTooLarge(414 if start == 0 else 431)
+            if len(buf) >= MAX_HEAD:
+                raise HeadTooLarge(431)
+            chunk = await self.stream.read(MAX_HEAD - len(buf))
+            if not chunk:
+                return False
+            self.buf = buf + chunk if buf else chunk
+
+    async def discard(self):
+        """Read and drop everything until the socket is released.
+
+        A client still sending must be read while the refusal goes out: its
+        unread frames would fill the socket's ring and hold the UART, and
+        with it the SSEND that carries the answer.
+        """
+        try:
+            while await self.stream.read(1024):
+                pass
+        except OSError:
+            pass  # released: the close is done
+
+    def _take(self, n):
+        pos = self.pos
+        data = self.buf[pos : pos + n]
+        self.pos = pos + len(data)
+        if self.pos == len(self.buf):
+            self.buf = b""
+            self.pos = 0
+        return data
+
+    async def readline(self):
+        i = self.buf.find(b"\n", self.pos)
+        if i >= 0:
+            return self._take(i + 1 - self.pos)
+        return self._take(len(self.buf)) + await self.stream.readline()
+
+    async def readexactly(self, n):
+        data = self._take(n)
+        if len(data) < n:
+            data += await self.stream.readexactly(n - len(data))
+        return data
+
+    async def read(self, n=-1):
+        if self.buf:
+            return self._take(len(self.buf) if n < 0 else n)
+        return await self.stream.read(n)
+
+
+def http_handler(app, head_ms):
+    """``app.handle_request`` behind the head limits: a head that is too long
+    gets 414 or 431, a declared body over Microdot's limit 413, a head that
+    does not arrive within ``head_ms`` 408 (a slow client holds one of the
+    few handlers); then the connection closes."""
+
+    async def handle(stream, writer):
+        reader = HeadReader(stream)
+        try:
+            if await asyncio.wait_for(reader.read_head(), head_ms / 1000):
+                await app.handle_request(reader, writer)
+                return
+            status = 0  # closed before the head ended: nobody to answer
+        except HeadTooLarge as e:
+            status = e.args[0]
+        except asyncio.TimeoutError:
+            status = 408
+        discard = asyncio.create_task(reader.discard())
+        try:
+            if status:
+                await writer.awrite(b"HTTP/1.0 %d %s\r\nContent-Length: 0\r\n\r\n" % (status, HEAD_ERRORS[status]))
+        finally:
+            await writer.aclose()
+            discard.cancel()
+
+    return handle
+
+
+def _content_length(buf, end):
+    """The Content-Length the head ``buf[:end]`` declares; 0 without one (or with
+    nonsense: Microdot answers that with 400)."""
+    for name in (b"\nContent-Length:", b"\ncontent-length:"):
+        i = buf.find(name, 0, end)
+        if i >= 0:
+            value = buf[i + 16 : buf.find(b"\n", i + 1)].strip()
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def record_transcript(config, transport):
+    """The transport wrapped in a recording, or as it is when ``debug.transcript_kb`` is 0
+    (the module is not even imported then: its code would take heap for nothing)."""
+    kb = config.get("debug", {}).get("transcript_kb", 0)
+    if not kb:
+        return None, transport
+    from wizfi250.transcript import Recording, Transcript
+
+    transcript = Transcript(kb * 1024)
+    return transcript, Recording(transport, transcript)
 
 
 async def tcp_client(net, host, port):
@@ -217,10 +375,16 @@ async def bring_up(config, transport):
 
 
 async def main(config, transport):
+    transcript, transport = record_transcript(config, transport)
     engine, net, wifi, supervisor = await bring_up(config, transport)
-    app = make_app(engine, wifi, supervisor, ticks_ms(), config["http"].get("root", "www"))
+    debug = config.get("debug", {})
+    save_to = debug.get("save_to", "transcript.log")
+    served = transcript if debug.get("endpoint", False) else None
+    app = make_app(engine, wifi, supervisor, ticks_ms(), config["http"].get("root", "www"), served, save_to)
+    if transcript is not None and debug.get("save_on_reset", False):
+        transcript.save_on_reset(net, save_to)
     port = config["http"]["port"]
-    await net.start_server(app.handle_request, port)
+    await net.start_server(http_handler(app, config["http"].get("idle_ms", 5000)), port)
     print("wizfi250: serving on module port %d (%s)" % (port, engine.wifi["ip"]))
     client = config.get("tcp_client")
     if client and client.get("enabled", True):

@@ -5,27 +5,16 @@ import asyncio
 from fakeuart import Module, engine_with, eq, fails, run, settle
 from wizfi250 import net as netmod
 from wizfi250.net import Net
-from wizfi250.sockets import LISTENER, TCP
+from wizfi250.sockets import ACCEPTED, LISTENER, TCP
 
 
 def net_with(module, **kw):
     engine, _ = engine_with(module)
     module.replies[b"AT+SMGMT="] = lambda cmd: b"[OK]\r\n\r\n[DISCONNECT %s]\r\n" % cmd[9:]
-    module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 0]\r\n"
+    # Like the module: the listener goes to the lowest free id.
+    module.replies[b"AT+SCON=O,TSN"] = lambda cmd: b"[OK]\r\n\r\n[LISTEN %d]\r\n" % engine.table.index(None)
     module.replies[b"AT+SSEND="] = lambda cmd: b"[%s]\r\n" % cmd[9:]
     return Net(engine, **kw), engine
-
-
-async def reading_server(module):
-    """A server on port 80 whose handler reads a little and closes."""
-    net, engine = net_with(module)
-
-    async def handler(reader, writer):
-        await reader.read(10)
-        await writer.aclose()
-
-    await net.start_server(handler, 80)
-    return net, engine
 
 
 def test_server_coalesces_a_response_into_one_ssend_and_closes():
@@ -48,7 +37,7 @@ def test_server_coalesces_a_response_into_one_ssend_and_closes():
         eq(module.payloads, [body])
         eq([c for c in module.commands if c.startswith(b"AT+SSEND") or c.startswith(b"AT+SMGMT")],
            [b"AT+SSEND=0,,,%d" % len(body), b"AT+SMGMT=0"])  # fmt: skip
-        eq(engine.table[0].kind, LISTENER)  # the connection is gone; its free id took the listener back
+        eq(engine.table[0], None)
         engine.stop()
 
     run(main())
@@ -57,7 +46,13 @@ def test_server_coalesces_a_response_into_one_ssend_and_closes():
 def test_server_puts_its_listener_back_after_an_accept_without_doubling_it():
     async def main():
         module = Module()
-        net, engine = await reading_server(module)
+        net, engine = net_with(module)
+
+        async def handler(reader, writer):
+            await reader.read(10)
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
         module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 1]\r\n"
         module.uart.emit(b"\r\n[CONNECT 0]\r\n")  # the listener on 0 became the connection
         await asyncio.sleep(0.05)
@@ -74,37 +69,74 @@ def test_server_puts_its_listener_back_after_an_accept_without_doubling_it():
     run(main())
 
 
-def test_server_relistens_after_an_accept_that_lands_during_its_relisten():
+def test_idle_preconnect_is_closed_and_others_are_served():
     async def main():
         module = Module()
-        net, engine = await reading_server(module)
-        # A queued browser takes the new listener the moment it exists: its
-        # [CONNECT 1] arrives right behind the relisten's own [LISTEN 1].
-        answers = [b"[OK]\r\n\r\n[LISTEN 1]\r\n\r\n[CONNECT 1]\r\n", b"[OK]\r\n\r\n[LISTEN 2]\r\n"]
-        module.replies[b"AT+SCON=O,TSN"] = lambda cmd: answers.pop(0) if answers else b"[OK]\r\n"
-        module.uart.emit(b"\r\n[CONNECT 0]\r\n")
-        await asyncio.sleep(0.1)
-        eq(len([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN")]), 3)  # start, and one per accept
-        eq(engine.listener().sid, 2)  # listening again without waiting for the module's tick
+        net, engine = net_with(module, idle_ms=50)
+        served = []
+
+        async def handler(reader, writer):
+            served.append(await reader.read(10))
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n\r\n[CONNECT 1]\r\n{1,10.0.0.5,40000,3}GET\r\n")
+        await asyncio.sleep(0.2)
+        eq(served, [b"GET"])
+        assert b"AT+SMGMT=0" in module.commands
+        eq(net.counters["idle_closed"], 1)
+        eq(engine.table[0], None)
         engine.stop()
 
     run(main())
 
 
-def test_server_relistens_when_a_connection_frees_an_id():
+def test_listener_comes_back_as_soon_as_an_idle_close_frees_an_id():
     async def main():
         module = Module()
-        net, engine = await reading_server(module)
-        # Every id taken: the module refuses the relisten after this accept.
-        module.replies[b"AT+SCON=O,TSN"] = b"[ERROR]\r\n"
-        module.uart.emit(b"\r\n[CONNECT 0]\r\n")
-        await asyncio.sleep(0.05)
+        net, engine = net_with(module, idle_ms=50)
+
+        async def handler(reader, writer):
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.replies[b"AT+SCON=O,TSN"] = b"[ERROR]\r\n"  # every id taken: no listener for now
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n")  # the listener became an idle connection
+        await asyncio.sleep(0.02)
         eq(engine.listener(), None)
         module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 0]\r\n"
-        module.uart.emit(b"{0,10.0.0.4,50000,3}GET\r\n")  # served and closed: its id is free
-        await asyncio.sleep(0.05)
-        eq(len([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN")]), 3)
+        await asyncio.sleep(0.2)  # the idle close frees id 0: the listener goes back on it
+        eq(net.counters["idle_closed"], 1)
+        eq([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN") or c.startswith(b"AT+SMGMT")],
+           [b"AT+SCON=O,TSN,,,80,0", b"AT+SCON=O,TSN,,,80,0", b"AT+SMGMT=0", b"AT+SCON=O,TSN,,,80,0"])  # fmt: skip
         eq(engine.listener().sid, 0)
+        engine.stop()
+
+    run(main())
+
+
+def test_a_burst_of_clients_is_accepted_one_relisten_after_another():
+    async def main():
+        module = Module()
+        net, engine = net_with(module, idle_ms=0)
+        waiting = [1, 2]  # clients queued on the host: each takes the next listener at once
+
+        def tsn(cmd):
+            sid = 3 - len(waiting) if waiting else 3
+            if waiting:
+                waiting.pop(0)
+                return b"\r\n[LISTEN %d]\r\n\r\n[CONNECT %d]\r\n[OK]\r\n" % (sid, sid)
+            return b"\r\n[LISTEN %d]\r\n[OK]\r\n" % sid
+
+        async def handler(reader, writer):
+            await reader.read(10)
+
+        await net.start_server(handler, 80)
+        module.replies[b"AT+SCON=O,TSN"] = tsn
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n")
+        await asyncio.sleep(0.1)
+        eq(len([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN")]), 4)  # start + one per accept
+        eq([s.kind for s in engine.table[:4]], [ACCEPTED, ACCEPTED, ACCEPTED, LISTENER])
         engine.stop()
 
     run(main())
@@ -147,28 +179,6 @@ def test_connection_beyond_max_handlers_waits_for_a_closing_handler_then_is_refu
         assert b"AT+SMGMT=3" in module.commands
         release.set()
         await asyncio.sleep(0.05)
-        engine.stop()
-
-    run(main())
-
-
-def test_idle_preconnect_is_closed_and_others_are_served():
-    async def main():
-        module = Module()
-        net, engine = net_with(module, idle_ms=50)
-        served = []
-
-        async def handler(reader, writer):
-            served.append(await reader.read(10))
-            await writer.aclose()
-
-        await net.start_server(handler, 80)
-        module.uart.emit(b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n\r\n[CONNECT 1]\r\n{1,10.0.0.5,40000,3}GET\r\n")
-        await asyncio.sleep(0.2)
-        eq(served, [b"GET"])
-        assert b"AT+SMGMT=0" in module.commands
-        eq(net.counters["idle_closed"], 1)
-        eq(engine.table[0].kind, LISTENER)  # the connection is gone; its free id took the listener back
         engine.stop()
 
     run(main())

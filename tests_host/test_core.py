@@ -10,3 +10,4 @@ from cases_net import *  # noqa: F401,F403
 from cases_busio import *  # noqa: F401,F403
 from cases_wifi import *  # noqa: F401,F403
 from cases_parser import *  # noqa: F401,F403
+from cases_transcript import *  # noqa: F401,F403

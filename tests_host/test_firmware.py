@@ -26,13 +26,14 @@ pytestmark = pytest.mark.timeout(120)
 class Firmware:
     """main.py against the emulator: under MicroPython (a subprocess) or CPython (a thread)."""
 
-    def __init__(self, tmp, baud=0, chaos=False, interpreter="micropython", root=None, heap="256K"):
+    def __init__(self, tmp, baud=0, chaos=False, interpreter="micropython", root=None, debug=None, transcript=None,
+                 heap="256K"):  # fmt: skip
         self.http = free_port()
         self.udp = free_port()
         self.tcp_peer = socket.create_server(("127.0.0.1", 0))
         self.status_rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.status_rx.bind(("127.0.0.1", 0))
-        self.module = Running(baud=baud, ports={80: self.http, 5007: self.udp}, control=0, inject=chaos)
+        self.module = Running(baud=baud, ports={80: self.http, 5007: self.udp}, control=0, inject=chaos, transcript=transcript)
         if root is None:
             root = tmp / "www"
             root.mkdir()
@@ -47,6 +48,8 @@ class Firmware:
             "tcp_client": {"host": "127.0.0.1", "port": self.tcp_peer.getsockname()[1]},
             "udp": {"echo_port": 5007, "status_to": ["127.0.0.1", self.status_rx.getsockname()[1]], "status_every_s": 1},
         }  # fmt: skip
+        if debug is not None:
+            config["debug"] = debug
         (tmp / "config.json").write_text(json.dumps(config))
         self.proc = None
         if interpreter == "cpython":

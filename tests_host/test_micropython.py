@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from mpy import MICROPYTHON, ROOT, compile_to, lib_sources
 
-MODULES = ("cases_parser", "cases_engine", "cases_state", "cases_interleave", "cases_net", "cases_wifi", "cases_busio")
+MODULES = ("cases_parser", "cases_engine", "cases_state", "cases_interleave", "cases_net", "cases_wifi", "cases_busio", "cases_transcript")
 SUPPORT = ("gen", "fakeuart", "check", "mp_runner")
 # The core (ring, parser, engine) must fit 64 KB; the socket layer on top runs in
 # the 128 KB the whole firmware is budgeted (on a board the code is frozen, not heap).

@@ -49,6 +49,7 @@ class _Transaction:
         self.claimed = None  # type: tuple | None  # (kind, sid) once claimed
         self.kind = 0  # SCON: the kind of socket asked for
         self.closing = -1  # SMGMT: the sid whose [DISCONNECT n] belongs to this command
+        self.listened = False  # a [LISTEN n] came while this command was open
         self.error = None  # OSError to raise in the waiter (module reset)
 
 
@@ -63,7 +64,6 @@ class Engine:
         self.stall_ms = stall_ms  # a full socket ring may hold the UART this long
         self.on_event = None  # callable(kind, arg): app-visible events, in order
         self.server_port = 0  # local port of the last TSN; the listener migrates with it
-        self.listen_seen = False  # a [LISTEN n] came since the last listener SCON began
         self.wifi = {"state": "down", "ip": "", "gateway": "", "ssid": ""}
         self.counters = {
             "commands": 0, "timeouts": 0, "frames": 0, "rx_bytes": 0, "tx_bytes": 0,
@@ -73,7 +73,7 @@ class Engine:
         self.tx = None
         self.pending = []
         self._lock = asyncio.Lock()
-        self._payload = memoryview(bytearray(SSEND_MAX))  # ssend_from copies each chunk here
+        self._payload = None  # where ssend_from copies each chunk; made at its first use
         self._moved = asyncio.Event()  # the open transaction made progress
         self._rings = []  # receive rings of released sockets, for reuse
         self._resync = False
@@ -161,7 +161,7 @@ class Engine:
 
     async def open_socket(self, kind, host="", port=0, local_port=0, timeout_ms=8000):
         """AT+SCON: a TCP client, a UDP socket or a TCP server. Returns its ``Socket``
-        (for a server, None when a client took the new listener before this returned)."""
+        (for a server: None if a waiting client took the new listener at once)."""
         if kind == LISTENER:
             args = b"O,TSN,,,%d,0" % local_port
         else:
@@ -176,16 +176,13 @@ class Engine:
             tx.kind = kind
             if kind == LISTENER:
                 self.server_port = local_port
-                self.listen_seen = False
             await self._run(tx, timeout_ms)
             if kind == LISTENER:
                 sock = self.listener()
-                if sock is not None:
-                    return sock  # its [LISTEN n] came already
-                if self.listen_seen:
-                    # It came, and a [CONNECT n] took it at once: no listener to guess
-                    # at; the server relistens for that accept as for any other.
-                    return None
+                if sock is not None or tx.listened:
+                    # Its [LISTEN n] came already, perhaps with a [CONNECT n] that took it:
+                    # then a guessed listener would stop the next relisten.
+                    return sock
                 # Not yet: the module took the lowest free id; [LISTEN n] corrects us if not.
                 sid = self._lowest_free()
                 if sid < 0:
@@ -282,6 +279,8 @@ class Engine:
             n = min(n, len(queue))
             if n:
                 payload = self._payload
+                if payload is None:
+                    payload = self._payload = memoryview(bytearray(SSEND_MAX))
                 payload[:n] = memoryview(queue)[:n]
                 queue[:n] = b""
                 await self._ssend(sock, payload[:n], n, "", 0)
@@ -432,8 +431,9 @@ class Engine:
                 return
             self._end_socket(sock, 0)
         else:
+            if tx is not None:
+                tx.listened = True
             self._listen(sid)
-            self.listen_seen = True
         self._deliver(kind, sid)
 
     def _listen(self, sid):

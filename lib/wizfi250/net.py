@@ -31,9 +31,9 @@ class Server:
         self.accepted = 0
         self.refused = 0
         self._relistening = False
-        self._relisten_wanted = False
-        self._freed = asyncio.Event()  # set when a handler ends
         self._queues = []  # output queues of finished handlers, for the next ones
+        self._relisten_again = False  # an accept came while a relisten was on the wire
+        self._ended = asyncio.Event()  # set when a handler ends
 
     def accept(self, sock):
         self.accepted += 1
@@ -54,9 +54,9 @@ class Server:
             left = ticks_diff(deadline, ticks_ms())
             if left <= 0:
                 return False
-            self._freed.clear()
+            self._ended.clear()
             try:
-                await asyncio.wait_for(self._freed.wait(), left / 1000)
+                await asyncio.wait_for(self._ended.wait(), left / 1000)
             except asyncio.TimeoutError:
                 pass
         return True
@@ -70,19 +70,18 @@ class Server:
         issues internally brings the next accept down to one command's time.
         It fails harmlessly while every id is taken: the module's own task
         brings the listener back once one is free. An accept that lands while
-        a relisten is on the wire (its [CONNECT n] often comes right behind
-        that command's [LISTEN n]) consumed the new listener: it asks for
-        another pass, or the next browser would wait for the module's tick.
+        a relisten is on the wire (the new listener taken at once) gets one
+        more, or the burst would wait for the module's tick after all.
         """
-        self._relisten_wanted = True
+        self._relisten_again = True
         if not self._relistening:
             self._relistening = True
             asyncio.create_task(self._relisten())
 
     async def _relisten(self):
         try:
-            while self._relisten_wanted:
-                self._relisten_wanted = False
+            while self._relisten_again:
+                self._relisten_again = False
                 try:
                     await self.reopen()
                 except OSError:
@@ -94,6 +93,7 @@ class Server:
         if not await self._slot():
             self.refused += 1
             await stream.aclose()
+            self._freed()
             return
         self.active += 1
         stream._out = self._queues.pop() if self._queues else None
@@ -110,13 +110,17 @@ class Server:
                     await stream.aclose()
                 if stream._out is not None and stream._flusher is None:
                     self._queues.append(stream._out)  # closed: no send of this stream can touch it now
-                if self.net.engine.listener() is None:
-                    # A relisten fails while every id is taken; one is free now.
-                    # Without this the next browser waits for the module's tick.
-                    self._relisten_soon()
+                self._freed()
             finally:
                 self.active -= 1  # only now: a waiting connection then finds a queue free
-                self._freed.set()
+                self._ended.set()
+
+    def _freed(self):
+        """An id came free. With every id taken the listener could not come back;
+        bring it back now rather than on the module's next tick (about 1.1 s),
+        so a browser queued behind idle sockets is accepted at once."""
+        if self.net.engine.listener() is None:
+            self._relisten_soon()
 
     async def _first_byte(self, stream):
         try:
