@@ -13,7 +13,7 @@ from . import parser as P
 from .compat import ticks_add, ticks_diff, ticks_ms
 from .engine import ETIMEDOUT
 from .sockets import ACCEPTED, LISTENER, TCP, UDP
-from .stream import Stream, new_queue
+from .stream import Stream
 
 SLOT_WAIT_MS = 1000  # how long a connection beyond max_handlers waits for a handler to end
 
