@@ -379,9 +379,12 @@ async def bring_up(config, transport):
 
     Returns ``(engine, net, wifi, supervisor)``; the supervisor keeps it so.
     """
-    engine = Engine(transport)
+    handlers = config["http"].get("max_handlers", 6)
+    # Every buffer a connection needs is made now, while the heap is whole: a ring
+    # for each of the module's 8 ids and an output queue for each handler.
+    engine = Engine(transport, rings=8)
     engine.start()
-    net = Net(engine, config["http"].get("max_handlers", 6), config["http"].get("idle_ms", 5000))
+    net = Net(engine, handlers, config["http"].get("idle_ms", 5000), queues=handlers)
     wifi = WiFi(engine)
     w = config["wifi"]
     join = ("ap", w["ssid"], w["key"]) if w["mode"] == "ap" else ("station", w["ssid"], w["key"], w.get("security", ""))

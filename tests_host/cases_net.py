@@ -237,3 +237,32 @@ def test_udp_recvfrom_reports_each_sender_and_sendto_names_the_peer():
         engine.stop()
 
     run(main())
+
+
+def test_a_connection_that_got_no_ring_is_still_closed_on_the_module():
+    from wizfi250 import engine as E
+
+    def no_heap(size):
+        raise MemoryError
+
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        served = []
+
+        async def handler(reader, writer):
+            served.append(await reader.readline())  # fails: nothing can be read without a ring
+
+        await net.start_server(handler, 80)
+        ring, E.Ring = E.Ring, no_heap
+        try:
+            module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50000,16}GET / HTTP/1.0\n\r\n")
+            await asyncio.sleep(0.05)
+        finally:
+            E.Ring = ring
+        eq(served, [])
+        assert b"AT+SMGMT=1" in module.commands  # not left open until the browser gives up
+        eq(engine.table[1], None)
+        engine.stop()
+
+    run(main())

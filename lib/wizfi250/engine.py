@@ -56,7 +56,7 @@ class _Transaction:
 class Engine:
     """Drives one module over ``transport`` (``async readinto(buf)``, ``async write(buf)``)."""
 
-    def __init__(self, transport, rx_size=2048, max_line=256, socket_rx=2048, stall_ms=5000):
+    def __init__(self, transport, rx_size=2048, max_line=256, socket_rx=2048, stall_ms=5000, rings=0):
         self.transport = transport
         self.parser = P.Parser(self, rx_size, max_line)
         self.table = [None] * 8  # type: list[Socket | None]  # sid -> Socket, as the module sees it now
@@ -75,7 +75,10 @@ class Engine:
         self._lock = asyncio.Lock()
         self._payload = None  # where ssend_from copies each chunk; made at its first use
         self._moved = asyncio.Event()  # the open transaction made progress
-        self._rings = []  # receive rings of released sockets, for reuse
+        # Receive rings of released sockets, for reuse. A firmware makes them up front
+        # (``rings``): on a busy, fragmented heap a 2 KB ring for a new connection can
+        # fail, and that connection is then lost (see _new_socket).
+        self._rings = [Ring(socket_rx) for _ in range(rings)]
         self._resync = False
         self._task = None
         self.last_rx = ticks_ms()  # when the module last said anything (liveness)

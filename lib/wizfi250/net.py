@@ -13,7 +13,7 @@ from . import parser as P
 from .compat import ticks_add, ticks_diff, ticks_ms
 from .engine import ETIMEDOUT
 from .sockets import ACCEPTED, LISTENER, TCP, UDP
-from .stream import Stream
+from .stream import Stream, new_queue
 
 SLOT_WAIT_MS = 1000  # how long a connection beyond max_handlers waits for a handler to end
 
@@ -31,7 +31,6 @@ class Server:
         self.accepted = 0
         self.refused = 0
         self._relistening = False
-        self._queues = []  # output queues of finished handlers, for the next ones
         self._relisten_again = False  # an accept came while a relisten was on the wire
         self._ended = asyncio.Event()  # set when a handler ends
 
@@ -96,7 +95,8 @@ class Server:
             self._freed()
             return
         self.active += 1
-        stream._out = self._queues.pop() if self._queues else None
+        queues = self.net.queues
+        stream._out = queues.pop() if queues else None
         try:
             if self.idle_ms and not await self._first_byte(stream):
                 return  # a preconnect that never asked for anything
@@ -106,10 +106,10 @@ class Server:
                 print("wizfi250: handler failed:", repr(e))
         finally:
             try:
-                if stream.sock.rx is not None:
+                if not stream._closed:  # its reads may have failed (no ring): the close must still go out
                     await stream.aclose()
                 if stream._out is not None and stream._flusher is None:
-                    self._queues.append(stream._out)  # closed: no send of this stream can touch it now
+                    self.net.queues.append(stream._out)  # closed: no send of this stream can touch it now
                 self._freed()
             finally:
                 self.active -= 1  # only now: a waiting connection then finds a queue free
@@ -173,10 +173,13 @@ class Datagram:
 
 
 class Net:
-    def __init__(self, engine, max_handlers=6, idle_ms=5000):
+    def __init__(self, engine, max_handlers=6, idle_ms=5000, queues=0):
         self.engine = engine
         self.max_handlers = max_handlers
         self.idle_ms = idle_ms
+        # Output queues for server handlers, reused from one connection to the next.
+        # A firmware makes them up front (``queues``), while the heap is still whole.
+        self.queues = [new_queue() for _ in range(queues)]
         self.servers = []
         self.listeners = []  # callables(kind, arg) for every delivered event
         self.counters = {"idle_closed": 0}
