@@ -2,7 +2,7 @@
 
 import asyncio
 
-from fakeuart import Module, engine_with, eq, fails, run, settle
+from fakeuart import Module, NoHeapForRings, engine_with, eq, fails, run, settle
 from wizfi250 import net as netmod
 from wizfi250.net import Net
 from wizfi250.sockets import ACCEPTED, LISTENER, TCP
@@ -240,11 +240,6 @@ def test_udp_recvfrom_reports_each_sender_and_sendto_names_the_peer():
 
 
 def test_a_connection_that_got_no_ring_is_still_closed_on_the_module():
-    from wizfi250 import engine as E
-
-    def no_heap(size):
-        raise MemoryError
-
     async def main():
         module = Module()
         net, engine = net_with(module)
@@ -254,12 +249,9 @@ def test_a_connection_that_got_no_ring_is_still_closed_on_the_module():
             served.append(await reader.readline())  # fails: nothing can be read without a ring
 
         await net.start_server(handler, 80)
-        ring, E.Ring = E.Ring, no_heap
-        try:
+        with NoHeapForRings():
             module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50000,16}GET / HTTP/1.0\n\r\n")
             await asyncio.sleep(0.05)
-        finally:
-            E.Ring = ring
         eq(served, [])
         assert b"AT+SMGMT=1" in module.commands  # not left open until the browser gives up
         eq(engine.table[1], None)

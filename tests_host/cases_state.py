@@ -6,7 +6,7 @@ imports less and keeps its headroom in a 64 KB heap.
 
 import asyncio
 
-from fakeuart import Module, engine_with, eq, fails, run, settle
+from fakeuart import Module, NoHeapForRings, engine_with, eq, fails, run, settle
 from wizfi250 import parser as P
 from wizfi250.compat import ticks_diff, ticks_ms
 from wizfi250.sockets import ACCEPTED, LISTENER, TCP, UDP
@@ -168,21 +168,13 @@ def test_closing_a_socket_nobody_reads_drops_its_input_instead_of_holding_the_ua
 
 
 def test_no_heap_for_a_new_connection_costs_that_connection_not_the_reader():
-    from wizfi250 import engine as E
-
-    def no_heap(size):
-        raise MemoryError
-
     async def main():
         module = Module()
         engine, events = engine_with(module)
         alive = engine._new_socket(1, TCP)
-        ring, E.Ring = E.Ring, no_heap
-        try:
+        with NoHeapForRings():
             module.uart.emit(b"[CONNECT 3]\r\n{3,10.0.0.5,5000,4}lost\r\n{1,10.0.0.1,80,5}alive\r\n")
             await settle()
-        finally:
-            E.Ring = ring
         eq(alive.rx.read(), b"alive")  # the reader lives on
         eq(events, [(P.CONNECT, 3)])
         starved = engine.table[3]

@@ -10,6 +10,7 @@ test can answer commands and inject events at chosen points.
 import asyncio
 
 from check import eq  # noqa: F401  (re-exported for the engine tests)
+from wizfi250 import engine as engine_module
 from wizfi250.engine import Engine
 
 
@@ -126,3 +127,19 @@ async def fails(coro, errno):
         eq(e.args[0], errno)
         return
     raise AssertionError("no OSError(%d)" % errno)
+
+
+class NoHeapForRings:
+    """``with NoHeapForRings():`` a new socket's receive ring fails with MemoryError,
+    as it can on a full, fragmented heap (the one allocation the reader makes)."""
+
+    def __enter__(self):
+        self.ring = engine_module.Ring
+        engine_module.Ring = self._fail
+
+    def __exit__(self, *exc):
+        engine_module.Ring = self.ring
+
+    @staticmethod
+    def _fail(size):
+        raise MemoryError
