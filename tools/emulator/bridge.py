@@ -422,16 +422,8 @@ class Emulator:
                 await self._next_pass(TICK_S if rate or not moved else 0, in_idle)
                 continue
             # Idle: sleep until the host writes, the network delivers, or a timer is due.
-            self._wake.clear()
-            loop.add_reader(self.master, self._wake.set)
             due = core.next_timer()
-            timeout = 0.05 if due is None else max(0.0, min(0.05, due - (now - self._t0)))
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                loop.remove_reader(self.master)
+            await self._wait_wake(0.05 if due is None else max(0.0, min(0.05, due - (now - self._t0))))
             last_activity = sched_in = sched_out = time.monotonic()  # the line was idle meanwhile
             in_idle = out_idle = True
 
@@ -442,14 +434,24 @@ class Emulator:
         if not seconds or not listen or self._tcp is not None:
             await asyncio.sleep(seconds)
             return
+        await self._wait_wake(seconds)
+
+    async def _wait_wake(self, seconds):
+        """Sleep up to ``seconds``; a host write or ``wake()`` ends it early.
+
+        A timer sets the event rather than ``asyncio.wait_for``: on Python 3.11
+        wait_for can swallow a cancellation that lands as the event is set, and
+        this runs a thousand times a second, so ``stop()`` sometimes waited for
+        a task that never ended.
+        """
         loop = asyncio.get_running_loop()
         self._wake.clear()
+        timer = loop.call_later(seconds, self._wake.set)
         loop.add_reader(self.master, self._wake.set)
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
+            await self._wake.wait()
         finally:
+            timer.cancel()
             loop.remove_reader(self.master)
 
     # --- TCP serial ---------------------------------------------------------
