@@ -266,6 +266,7 @@ class Engine:
         must never receive another connection's bytes.
         """
         async with self._lock:
+            self._check_owner(sock)
             await self._ssend(sock, data, len(data), ip, port)
 
     async def ssend_from(self, sock, queue, n):
@@ -277,8 +278,7 @@ class Engine:
         streaming a file allocates nothing per chunk that could fragment the heap.
         """
         async with self._lock:
-            if self.table[sock.sid] is not sock:
-                raise OSError(ECONNRESET, "socket closed")  # before taking a byte of the queue
+            self._check_owner(sock)  # before taking a byte of the queue
             n = min(n, len(queue))
             if n:
                 payload = self._payload
@@ -288,10 +288,15 @@ class Engine:
                 queue[:n] = b""
                 await self._ssend(sock, payload[:n], n, "", 0)
 
-    async def _ssend(self, sock, data, n, ip, port):
-        sid = sock.sid
-        if self.table[sid] is not sock:
+    def _check_owner(self, sock):
+        """Raise unless ``sock`` still holds its id (the lock is held): a reused id
+        must never get another connection's bytes."""
+        if self.table[sock.sid] is not sock:
             raise OSError(ECONNRESET, "socket closed")
+
+    async def _ssend(self, sock, data, n, ip, port):
+        """The SSEND transaction for ``data`` (``n`` bytes); the lock is held, the owner checked."""
+        sid = sock.sid
         if ip:
             cmd = b"AT+SSEND=%d,%s,%d,%d" % (sid, ip.encode(), port, n)
         else:

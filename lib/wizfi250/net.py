@@ -37,7 +37,7 @@ class Server:
     def accept(self, sock):
         self.accepted += 1
         self._relisten_soon()
-        asyncio.create_task(self._serve(Stream(self.net.engine, sock)))
+        asyncio.create_task(self._serve(Stream(self.net.engine, sock, pool=self.net.queues)))
 
     async def _slot(self):
         """True once a handler slot is free, False if none frees up within SLOT_WAIT_MS.
@@ -95,8 +95,6 @@ class Server:
             self._freed()
             return
         self.active += 1
-        queues = self.net.queues
-        stream._out = queues.pop() if queues else None
         try:
             if self.idle_ms and not await self._first_byte(stream):
                 return  # a preconnect that never asked for anything
@@ -108,11 +106,9 @@ class Server:
             try:
                 if not stream._closed:  # its reads may have failed (no ring): the close must still go out
                     await stream.aclose()
-                if stream._out is not None and stream._flusher is None:
-                    self.net.queues.append(stream._out)  # closed: no send of this stream can touch it now
                 self._freed()
             finally:
-                self.active -= 1  # only now: a waiting connection then finds a queue free
+                self.active -= 1  # only now, after the close has given its queue back
                 self._ended.set()
 
     def _freed(self):

@@ -23,7 +23,7 @@ def new_queue():
     """An empty output queue with room for a full chunk and what came before it.
 
     Allocated whole, once: grown write by write it would scatter blocks over
-    a small heap. A server hands finished handlers' queues to new ones.
+    a small heap. Streams given a ``pool`` take it from there and give it back.
     """
     queue = bytearray(SSEND_MAX + 512)
     queue[:] = b""  # empty; the capacity stays
@@ -31,11 +31,12 @@ def new_queue():
 
 
 class Stream:
-    def __init__(self, engine, sock, flush_ms=5, queue=None):
+    def __init__(self, engine, sock, flush_ms=5, pool=None):
         self.engine = engine
         self.sock = sock
         self.flush_ms = flush_ms
-        self._out = queue  # the output queue, from the first write on if not given
+        self._pool = pool  # a list of spare output queues shared with other streams, or None
+        self._out = None  # the output queue, from the first write on
         self._flusher = None
         self._closed = False
 
@@ -89,7 +90,7 @@ class Stream:
         if self._closed or not self.sock.open:
             raise OSError(ECONNRESET)
         if self._out is None:
-            self._out = new_queue()
+            self._out = self._pool.pop() if self._pool else new_queue()
         self._out += data
 
     async def drain(self):
@@ -140,8 +141,12 @@ class Stream:
         except OSError:
             pass
         finally:
-            if self._out:
-                self._out[:] = b""  # unsent: the peer is gone
+            out = self._out
+            if out:
+                out[:] = b""  # unsent: the peer is gone
+            if out is not None and self._pool is not None and self._flusher is None:
+                self._pool.append(out)  # no send of this stream can touch it now
+                self._out = None
             if sock.open:
                 try:
                     await self.engine.close_socket(sock)
