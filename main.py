@@ -124,10 +124,14 @@ def static_file(request, root, path):
         full += ".gz"
     else:
         response = send_file(full, max_age=3600)
-    response.body = _Chunks(response.body)
     # With a length a client can tell a transfer cut short (a module reset) from a
     # complete one; HTTP/1.0 without it ends at the close either way.
     response.headers["Content-Length"] = str(os.stat(full)[6])
+    if request.method == "HEAD":
+        response.body.close()  # Microdot sends no body for HEAD, so it would never close it
+        response.body = b""
+    else:
+        response.body = _Chunks(response.body)
     return response
 
 
