@@ -301,13 +301,14 @@ def http_handler(app, head_ms):
 
 def _content_length(buf, end):
     """The Content-Length the head ``buf[:end]`` declares; 0 without one (or with
-    nonsense: Microdot answers that with 400)."""
-    for name in (b"\nContent-Length:", b"\ncontent-length:"):
-        i = buf.find(name, 0, end)
-        if i >= 0:
-            value = buf[i + 16 : buf.find(b"\n", i + 1)].strip()
-            return int(value) if value.isdigit() else 0
-    return 0
+    nonsense: Microdot answers that with 400). Header names are case-insensitive:
+    a body declared as CONTENT-LENGTH must not slip past the limit."""
+    head = buf[:end].lower()
+    i = head.find(b"\ncontent-length:")
+    if i < 0:
+        return 0
+    value = head[i + 16 : head.find(b"\n", i + 1)].strip()
+    return int(value) if value.isdigit() else 0
 
 
 def record_transcript(config, transport):

@@ -83,6 +83,7 @@ OVERSIZED = {
     "many headers": (b"GET / HTTP/1.0\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(60)) + b"\r\n", 431),
     "header without end": (b"GET / HTTP/1.0\r\nCookie: " + b"c" * 100000, 431),
     "declared body": (b"POST / HTTP/1.0\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100000, 413),
+    "declared body, name in capitals": (b"POST / HTTP/1.0\r\nCONTENT-LENGTH: 100000\r\n\r\n" + b"x" * 100000, 413),
 }  # fmt: skip
 
 
