@@ -47,6 +47,7 @@ class _Transaction:
         self.prompt = prompt  # SSEND: the (sid, len) prompt awaited; True once seen
         self.claim = claim  # SCON client: the first [CONNECT n]/[DISCONNECT n] of a free id is ours
         self.claimed = None  # type: tuple | None  # (kind, sid) once claimed
+        self.sock = None  # type: Socket | None  # SCON: the socket its [CONNECT n] opened
         self.kind = 0  # SCON: the kind of socket asked for
         self.closing = -1  # SMGMT: the sid whose [DISCONNECT n] belongs to this command
         self.listened = False  # a [LISTEN n] came while this command was open
@@ -193,10 +194,11 @@ class Engine:
                 self._listen(sid)
                 return self.table[sid]
             assert tx.claimed  # _run ends a claiming SCON only once its id is claimed
-            event, sid = tx.claimed
-            if event == P.DISCONNECT:
+            sock = tx.sock
+            if sock is None:
                 raise OSError(ECONNREFUSED, "connect failed")
-            sock = self.table[sid]
+            # Not self.table[sid]: the peer may have spoken and closed already. The
+            # socket is then returned ended, with what it said still to read.
             sock.local_port = local_port
             if port:
                 sock.peer = (host, port)
@@ -419,7 +421,7 @@ class Engine:
             # The SCON in flight opened this id: the result is the command's, not an event.
             tx.claimed = (kind, sid)
             if kind == P.CONNECT:
-                self._new_socket(sid, tx.kind)
+                tx.sock = self._new_socket(sid, tx.kind)
             self._moved.set()
             return
         if kind == P.DISCONNECT and tx is not None and tx.closing == sid and sock is not None:
