@@ -70,24 +70,31 @@ class _Chunks:
     every connection, where Microdot's own file loop allocates a kilobyte per
     chunk (fragmenting a small heap until a download fails with MemoryError)
     and a class per response (1.6 KB per download in flight, measured).
+    The file is opened at the first chunk: Microdot never reads nor closes the
+    body of a HEAD, or of a response whose client left during the headers,
+    and a board has few file handles.
     """
 
     buf = memoryview(bytearray(SSEND_MAX))
 
-    def __init__(self, f):
-        self.f = f
+    def __init__(self, path):
+        self.path = path
+        self.f = None
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
+        if self.f is None:
+            self.f = open(self.path, "rb")
         n = self.f.readinto(self.buf)
         if not n:
             raise StopAsyncIteration
         return self.buf[:n]
 
     async def aclose(self):
-        self.f.close()
+        if self.f is not None:
+            self.f.close()
 
 
 class _Pieces:
@@ -120,18 +127,13 @@ def static_file(request, root, path):
         return None
     ext = path.rsplit(".", 1)[-1]
     if ext in GZIP_TYPES and "gzip" in request.headers.get("Accept-Encoding", "") and _exists(full + ".gz"):
-        response = send_file(full, compressed=True, file_extension=".gz", max_age=3600)
+        response = send_file(full, compressed=True, stream=_Chunks(full + ".gz"), max_age=3600)
         full += ".gz"
     else:
-        response = send_file(full, max_age=3600)
+        response = send_file(full, stream=_Chunks(full), max_age=3600)
     # With a length a client can tell a transfer cut short (a module reset) from a
     # complete one; HTTP/1.0 without it ends at the close either way.
     response.headers["Content-Length"] = str(os.stat(full)[6])
-    if request.method == "HEAD":
-        response.body.close()  # Microdot sends no body for HEAD, so it would never close it
-        response.body = b""
-    else:
-        response.body = _Chunks(response.body)
     return response
 
 
