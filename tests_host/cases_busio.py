@@ -55,3 +55,13 @@ def test_engine_runs_a_command_over_a_polled_busio_uart():
         await asyncio.sleep(0)
 
     run(main())
+
+
+def test_a_polled_uart_is_read_without_waiting_while_bytes_are_waiting():
+    uart = FakeBusioUART()
+    transport = PollingTransport(uart)
+    buf = bytearray(8)
+    eq(transport.readinto_now(buf), 0)
+    uart.incoming = b"abc"
+    eq(transport.readinto_now(buf), 3)  # no more asked of busio than it holds
+    eq(bytes(buf[:3]), b"abc")

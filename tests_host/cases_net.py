@@ -208,6 +208,31 @@ def test_peer_disconnect_gives_eof_to_readers_and_104_to_writers():
     run(main())
 
 
+def test_a_read_given_up_by_its_timeout_leaves_the_stream_readable():
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        module.replies[b"AT+SCON=O,TCN"] = b"[OK]\r\n\r\n[CONNECT 2]\r\n"
+        reader, writer = await net.open_connection("10.0.0.2", 7)
+        buf = bytearray(8)
+        for _ in range(2):  # a cancelled wait leaves nothing behind for the next one
+            try:
+                await asyncio.wait_for(reader.readinto(buf), 0.02)
+                raise AssertionError("no timeout")
+            except asyncio.TimeoutError:
+                pass
+        module.uart.emit(b"{2,10.0.0.2,7,4}data\r\n")
+        eq(await reader.readinto(buf), 4)
+        eq(bytes(buf[:4]), b"data")
+        reading = asyncio.create_task(reader.readinto(buf))
+        await asyncio.sleep(0.02)  # it waits when the peer goes
+        module.uart.emit(b"\r\n[DISCONNECT 2]\r\n")
+        eq(await reading, 0)
+        engine.stop()
+
+    run(main())
+
+
 def test_client_resolves_names_with_fdns():
     async def main():
         module = Module()

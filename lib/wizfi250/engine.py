@@ -104,15 +104,28 @@ class Engine:
         # A transport may also read without waiting: while the module streams,
         # that skips a coroutine (and its heap block) for every UART read.
         ready = getattr(transport, "readinto_now", None)
+        since = None  # when a full socket ring began to hold the UART
         try:
             while True:
-                if not parser.parse():
-                    await self._wait_room()
+                if parser.parse():
+                    since = None
+                    space = rx.space()
+                    n = ready(space) if ready is not None else 0
+                    rx.commit(n or await readinto(space))
+                    self.last_rx = ticks_ms()
                     continue
-                space = rx.space()
-                n = ready(space) if ready is not None else 0
-                rx.commit(n or await readinto(space))
-                self.last_rx = ticks_ms()
+                # A socket ring is full mid-frame: hold the UART (RTS) until the app reads.
+                # Polled every millisecond, here and not in a coroutine of its own (a heap
+                # block per stall, so per frame when the app reads slower than the wire):
+                # ``sleep_ms`` allocates nothing where an Event wait (and worse,
+                # ``wait_for``) allocates every time.
+                if since is None:
+                    since = ticks_ms()
+                elif ticks_diff(ticks_ms(), since) > self.stall_ms:
+                    since = None
+                    self._drop_stalled()
+                    continue
+                await sleep_ms(1)
         except BaseException as e:  # stopped, cancelled with the program, transport failed, heap ran out
             if self._task is asyncio.current_task():
                 self._task = None  # commands now fail at once instead of timing out
@@ -122,26 +135,17 @@ class Engine:
                 self._fail_all(e.args[0] if isinstance(e, OSError) and e.args else EIO, repr(e))
             raise
 
-    async def _wait_room(self):
-        """A socket ring is full mid-frame: hold the UART (RTS) until the app reads.
+    def _drop_stalled(self):
+        """The app stopped reading the socket whose full ring holds the UART.
 
-        This polls every millisecond instead of waiting on an Event that readers
-        set: when the app reads slower than the wire it happens once per frame,
-        and ``sleep_ms`` allocates nothing where an Event wait (and worse,
-        ``wait_for``) allocates every time.
+        Better one socket lost with a reported error than every socket, and
+        every transaction, stuck behind it.
         """
         parser = self.parser
-        since = ticks_ms()
-        while not parser.parse():
-            if ticks_diff(ticks_ms(), since) > self.stall_ms:
-                # The app stopped reading. Better one socket lost with a reported error
-                # than every socket, and every transaction, stuck behind it.
-                sock = parser._target
-                self.counters["overflow"] += 1
-                self.counters["discarded"] += parser.abandon(sock)
-                self._end_socket(sock, ENOBUFS)
-                return
-            await sleep_ms(1)
+        sock = parser._target
+        self.counters["overflow"] += 1
+        self.counters["discarded"] += parser.abandon(sock)
+        self._end_socket(sock, ENOBUFS)
 
     # --- commands -----------------------------------------------------------
 

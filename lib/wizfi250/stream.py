@@ -10,13 +10,56 @@ is written first; ``aclose`` sends everything before closing.
 
 After the peer's ``[DISCONNECT n]`` reads return what is left, then EOF;
 writes raise ``OSError(104)``, which Microdot treats as a quiet disconnect.
-Waits use ``asyncio.Event`` only, so CircuitPython runs this too.
+Waits are on ``asyncio.Event`` (through ``EventWaiter``, which on MicroPython
+waits without allocating), so CircuitPython runs this too.
 """
 
 import asyncio
+import sys
 
 from .engine import SSEND_MAX
 from .sockets import ECONNRESET
+
+# MicroPython's scheduler, which EventWaiter queues a task on; None elsewhere.
+_core = getattr(asyncio, "core", None) if sys.implementation.name == "micropython" else None
+
+
+class EventWaiter:
+    """``await waiter.wait()`` does ``await event.wait()``, on MicroPython without allocating.
+
+    MicroPython's ``Event.wait`` is a generator, a heap block per wait, and a
+    reader that keeps up with the wire waits about once per frame. This takes
+    the same steps (queue the task on the event, yield, end once ``set`` has
+    requeued it) with this one object, as asyncio's ``sleep_ms`` does. One
+    task waits on it at a time.
+    """
+
+    def __init__(self, event):
+        self.event = event
+        self._queued = False
+
+    def wait(self):
+        if _core is None:  # CPython, CircuitPython: Event.wait itself
+            return self.event.wait()
+        self._queued = False
+        return self
+
+    def __iter__(self):  # MicroPython awaits through __iter__, not __await__
+        return self
+
+    def __next__(self):
+        event = self.event
+        if self._queued or event.state:
+            _DONE.__traceback__ = None  # else each raise would lengthen it
+            raise _DONE
+        self._queued = True
+        task = _core.cur_task
+        event.waiting.push(task)
+        task.data = event.waiting  # where a cancel finds the task to take it off
+        return None
+
+
+_DONE = StopIteration()  # ends every wait; a wait has no value
 
 
 def new_queue():
@@ -39,18 +82,23 @@ class Stream:
         self._out = None  # the output queue, from the first write on
         self._flusher = None
         self._closed = False
+        self._changed = EventWaiter(sock.changed)
 
     # --- reading ------------------------------------------------------------
 
-    async def _fill(self):
-        """Wait until there are bytes to read or the socket has ended."""
+    def _empty(self):
+        """True while there is nothing to read yet; raises if the socket has no ring."""
         sock = self.sock
-        while sock.rx is not None and not len(sock.rx) and sock.open:
-            sock.changed.clear()
-            await sock.changed.wait()
         if sock.rx is None:
             raise OSError(ECONNRESET)
-        return len(sock.rx)
+        return not len(sock.rx) and sock.open
+
+    async def _fill(self):
+        """Wait until there are bytes to read or the socket has ended."""
+        while self._empty():
+            self.sock.changed.clear()
+            await self._changed.wait()  # pyright: ignore[reportGeneralTypeIssues]  (MicroPython awaits __iter__)
+        return len(self.sock.rx)
 
     async def read(self, n=-1):
         if not await self._fill():
@@ -58,12 +106,13 @@ class Stream:
         return self.sock.rx.read(n)
 
     async def readinto(self, buf):
-        rx = self.sock.rx
-        if rx is None or not len(rx):  # only then wait: a call costs a heap block
-            if not await self._fill():
-                return 0
-            rx = self.sock.rx
-        return rx.readinto(buf)
+        # Waits here, not through _fill: each coroutine call is a heap block. And no
+        # locals beyond self and buf: one more grows this coroutine's own block from
+        # 96 to 128 bytes (unix port), and every read pays for it.
+        while self._empty():
+            self.sock.changed.clear()
+            await self._changed.wait()  # pyright: ignore[reportGeneralTypeIssues]  (MicroPython awaits __iter__)
+        return self.sock.rx.readinto(buf)
 
     async def readline(self):
         sock = self.sock

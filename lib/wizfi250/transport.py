@@ -51,14 +51,20 @@ class PollingTransport:
         self.uart = uart
         self.poll_s = poll_ms / 1000
 
-    async def readinto(self, buf):
+    def readinto_now(self, buf):
         uart = self.uart
+        n = uart.in_waiting
+        if not n:
+            return 0
+        if n < len(buf):
+            buf = memoryview(buf)[:n]  # asked for more, busio's readinto would wait out its timeout
+        return uart.readinto(buf) or 0
+
+    async def readinto(self, buf):
         while True:
-            n = uart.in_waiting
+            n = self.readinto_now(buf)
             if n:
-                if n < len(buf):
-                    buf = memoryview(buf)[:n]
-                return uart.readinto(buf) or 0
+                return n
             await asyncio.sleep(self.poll_s)
 
     async def write(self, data):
