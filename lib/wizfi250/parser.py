@@ -34,6 +34,11 @@ The sink receives (all calls synchronous, from ``parse``):
 from .compat import const
 from .ring import Ring
 
+try:
+    from .header_viper import scan as _scan
+except (ImportError, SyntaxError, ValueError):  # no viper here: see header_viper.py
+    from .header import scan as _scan
+
 # Line kinds.
 INFO = const(0)  # command output: WSTAT/SMGMT rows, FDNS result, echo, ...
 OK = const(1)
@@ -68,7 +73,7 @@ ERROR_NAMES = ("bad_header", "overlong", "bad_trailer", "unknown_line")
 # '{7,255.255.255.255,65535,16384}' is 31 bytes: a '}' must come within 32.
 _HDR_MAX = const(32)
 # No frame is longer than a TLS record; a bigger len means a corrupt header.
-MAX_FRAME = const(16384)
+MAX_FRAME = const(16384)  # both also in header.scan and header_viper.scan
 
 _EVENTS = (
     (b"[CONNECT ", CONNECT),
@@ -83,30 +88,6 @@ _FIXED = {
     b"[Reset Event]": RESET,
 }
 _JOIN_PREFIXES = (b"Joining", b"Successfully joined", b"Failed to join")
-
-
-def _scan(buf, i, tail):
-    """Is a whole, valid header at ``buf[i] == '{'``? ``len << 6 | size`` if so, else -1.
-
-    One int, not a tuple: no allocation per frame. ``Parser._header`` tells
-    an incomplete header from a bad one, which is rare and can be slow.
-    """
-    end = buf.find(b"}", i + 1, min(tail, i + _HDR_MAX))
-    if end < 0 or not 48 <= buf[i + 1] <= 55 or buf[i + 2] != 44:
-        return -1
-    c2 = buf.find(b",", i + 3, end)  # ends the address
-    c3 = buf.find(b",", c2 + 1, end)  # ends the port
-    if not 7 <= c2 - i - 3 <= 15 or not 1 <= c3 - c2 - 1 <= 5 or not 1 <= end - c3 - 1 <= 5:
-        return -1
-    length = 0
-    for k in range(c3 + 1, end):
-        c = buf[k] - 48
-        if c < 0 or c > 9:
-            return -1
-        length = length * 10 + c
-    if length > MAX_FRAME:
-        return -1
-    return length << 6 | (end - i + 1)  # a header is at most 32 bytes: 6 bits
 
 
 class _Discard:
