@@ -4,8 +4,11 @@ No pytest import here: ``test_core.py`` collects these for pytest and
 ``mp_runner.py`` runs them under the MicroPython unix port with a small heap.
 """
 
+import sys
+
 from check import eq
 from gen import MAX_ITEMS, RandomChooser, Script, chunks, cutter
+from wizfi250 import header
 from wizfi250 import parser as P
 from wizfi250.ring import Ring
 
@@ -151,6 +154,82 @@ def test_ring_readinto_space_commit():
     eq(bytes(dst), b"hel")
     eq(len(ring.space()), 4)  # compacted: the 4 unread bytes moved to the front
     eq(ring.read(), b"lo!!")
+
+
+# --- header check: Python, and native code where the port has viper -------------
+
+HEADERS = (  # a header, and the payload length its check must find (-1: not a header)
+    (b"{0,192.168.10.23,50000,1400}", 1400),
+    (b"{7,255.255.255.255,65535,16384}", 16384),  # the longest: 31 bytes, the largest length
+    (b"{3,1.2.3.4,5,0}", 0),
+    (b"{3,1.2.3.4,5,00012}", 12),
+    (b"{8,1.2.3.4,5,6}", -1),  # socket ids are 0-7
+    (b"{0;1.2.3.4,5,6}", -1),
+    (b"{0,1.2.3.,5,6}", -1),  # an address of 6 bytes
+    (b"{0,10.2.3.4.5.6.7.8,5,6}", -1),  # and of 16
+    (b"{0,1.2.3.4,,6}", -1),
+    (b"{0,1.2.3.4,123456,6}", -1),
+    (b"{0,1.2.3.4,5,}", -1),
+    (b"{0,1.2.3.4,5,123456}", -1),
+    (b"{0,1.2.3.4,5,16385}", -1),
+    (b"{0,1.2.3.4,5,6,7}", -1),
+    (b"{0,1.2.3.4,5,+6}", -1),  # what int() would take but a header does not have
+    (b"{0,1.2.3.4,5, 6}", -1),
+    (b"{0,1.2.3.4,5,1_0}", -1),
+    (b"{0,1.2.3.4,5,6x}", -1),
+    (b"{0,255.255.255.255,65535,0016384}", -1),  # the '}' comes too late
+)
+
+
+def header_checks():
+    """Every header check this interpreter has: header.scan, and header_viper.scan under MicroPython."""
+    if sys.implementation.name != "micropython":
+        return (header.scan,)
+    from wizfi250 import header_viper  # the tests compile it for the unix port's arch
+
+    return (header.scan, header_viper.scan)
+
+
+def check_header(buf, at, tail):
+    results = [scan(buf, at, tail) for scan in header_checks()]
+    for r in results[1:]:
+        eq((buf[at:tail], r), (buf[at:tail], results[0]))
+    return results[0]
+
+
+def test_the_parser_uses_the_native_header_check_where_there_is_one():
+    eq(P._scan, header_checks()[-1])
+
+
+def test_header_checks_take_exactly_the_valid_headers():
+    for text, length in HEADERS:
+        buf = bytearray(b"{0,1" + text + b"},0}" * 2)  # bytes past tail must not count
+        at, tail = 4, 4 + len(text)
+        eq((text, check_header(buf, at, tail)), (text, -1 if length < 0 else length << 6 | len(text)))
+        for cut in range(at, tail):
+            eq((text, cut, check_header(buf, at, cut)), (text, cut, -1))  # not whole yet
+
+
+def test_header_checks_agree_on_damaged_headers():
+    pick = RandomChooser(7)
+    for _ in range(400 if MAX_ITEMS > 12 else 150):
+        buf = bytearray(HEADERS[pick.int(0, 3)][0] + b"}")
+        for _ in range(pick.int(1, 3)):
+            buf[pick.int(1, len(buf) - 1)] = b"0123456789,.{}x_ +"[pick.int(0, 17)]
+        check_header(buf, 0, pick.int(1, len(buf)))
+
+
+def test_the_parser_with_the_python_header_check():
+    """Under MicroPython the cases above ran the native check: these run the Python one."""
+    native = P._scan
+    P._scan = header.scan
+    try:
+        test_garbage_bad_headers_and_overlong_lines_lose_nothing_after_them()
+        test_frame_inside_a_line_and_inside_the_prompt()
+        for seed in range(5):
+            random_output(RandomChooser(100 + seed))
+    finally:
+        P._scan = native
 
 
 # --- parser: every form in the protocol reference --------------------------------

@@ -34,6 +34,11 @@ The sink receives (all calls synchronous, from ``parse``):
 from .compat import const
 from .ring import Ring
 
+try:
+    from .header_viper import scan as _scan
+except (ImportError, SyntaxError, ValueError):  # no viper here: see header_viper.py
+    from .header import scan as _scan
+
 # Line kinds.
 INFO = const(0)  # command output: WSTAT/SMGMT rows, FDNS result, echo, ...
 OK = const(1)
@@ -68,7 +73,7 @@ ERROR_NAMES = ("bad_header", "overlong", "bad_trailer", "unknown_line")
 # '{7,255.255.255.255,65535,16384}' is 31 bytes: a '}' must come within 32.
 _HDR_MAX = const(32)
 # No frame is longer than a TLS record; a bigger len means a corrupt header.
-MAX_FRAME = const(16384)
+MAX_FRAME = const(16384)  # both also in header.scan and header_viper.scan
 
 _EVENTS = (
     (b"[CONNECT ", CONNECT),
@@ -108,7 +113,7 @@ class Parser:
         self._target = DISCARD  # where they go
         self._trailer = 0  # trailer bytes still to come (2: CR LF, 1: LF)
         self._prompt_tail = False  # a prompt was split by an event; its ']' is pending
-        self._hs = self._he = 0  # header of the frame being announced, for frame_peer()
+        self._hs = 0  # where the header of the frame being announced starts, for frame_peer()
 
     def reset(self):
         """Forget everything buffered and half-parsed (after a UART re-open)."""
@@ -188,18 +193,46 @@ class Parser:
                 head += 1
                 continue
             # Line mode. A frame can start anywhere, so look for '{' first.
-            if buf[head] == 123 and not self._part:  # '{' at a line start
-                h = self._header(head, tail)
-                if h > 0:
-                    head += h
+            c = buf[head]
+            if c == 123:  # '{' at a line start, or right where a frame cut one
+                h = _scan(buf, head, tail)
+                if h >= 0:
+                    # A whole header, the usual case: announce the frame and take the
+                    # payload that is here now, not on further turns of the loop
+                    # (each turn reloads the state, and _header was one more call).
+                    left = h >> 6  # the whole payload is still to come
+                    self._hs = head
+                    target = self.sink.frame(buf[head + 1] - 48, left)
+                    head += h & 63
+                    if left:
+                        n = tail - head
+                        if n > left:
+                            n = left
+                        took = target.write(mv, head, head + n)
+                        head += took
+                        if took < left:
+                            self._target = target
+                            self._left = left - took
+                            if took < n:
+                                rx.head = head
+                                return False
+                            continue
+                    if tail - head >= 2 and buf[head] == 13 and buf[head + 1] == 10:
+                        head += 2
+                    else:
+                        self._trailer = 2
                     continue
-                if h == 0:
+                if self._header(head, tail) == 0:  # not a header: say why
                     break
+            elif c == 13 and tail - head >= 2 and buf[head + 1] == 10 and not self._part:
+                head += 2  # an empty line (every event starts with one): no finds
+                self._skip = False
+                continue
             nl = buf.find(b"\n", head, tail)
             end = tail if nl < 0 else nl
             br = buf.find(b"{", head, end)
             if br >= 0:
-                h = self._header(br, tail) if br > head or self._part else -1
+                h = self._header(br, tail) if br > head else -1  # at head: tried above
                 if h == 0:
                     break  # keep the partial line in the buffer until the header is complete
                 self._keep(mv, head, br if h > 0 else br + 1)
@@ -212,24 +245,20 @@ class Parser:
                     self._overlong(mv, head, tail)
                     head = tail
                 break
-            stop = nl - 1 if nl > head and buf[nl - 1] == 13 else nl
+            end = nl - 1 if nl > head and buf[nl - 1] == 13 else nl  # without the CR
             if self._skip:
                 pass
             elif self._part:
-                if self._keep(mv, head, stop):
+                if self._keep(mv, head, end):
                     self._end_part()
-            elif stop - head > self.max_line:
-                self._overlong(mv, head, stop)
-            elif stop > head:
-                self._take(mv, head, stop)
+            elif end - head > self.max_line:
+                self._overlong(mv, head, end)
+            elif end > head:
+                self._line(bytes(mv[head:end]))
             self._skip = False
             head = nl + 1
         rx.head = head
         return True
-
-    def _take(self, mv, start, end):
-        # The slice lives here, in a function with few locals: see _header.
-        self._line(bytes(mv[start:end]))
 
     def _keep(self, mv, start, end):
         """Add line text to the interrupted-line store; False if it overflowed."""
@@ -261,61 +290,37 @@ class Parser:
         self.sink.error(code, bytes(text))
 
     def _header(self, i, tail):
-        """Parse the header at ``buf[i] == '{'``: its length, 0 if incomplete, -1 if bad."""
+        """Parse the header at ``buf[i] == '{'``: its size, 0 if incomplete, -1 if bad (reported)."""
         buf = self.rx.buf
-        end = buf.find(b"}", i + 1, min(tail, i + _HDR_MAX))
-        if end < 0:
-            if tail - i < _HDR_MAX and self._plausible(i, tail):
-                return 0
-            return self._bad(i, tail)
-        sid = buf[i + 1] - 48
-        if sid < 0 or sid > 7 or buf[i + 2] != 44:
-            return self._bad(i, end + 1)
-        c2 = buf.find(b",", i + 3, end)  # ends the address
-        c3 = buf.find(b",", c2 + 1, end)  # ends the port
-        if not 7 <= c2 - i - 3 <= 15 or not 1 <= c3 - c2 - 1 <= 5 or not 1 <= end - c3 - 1 <= 5:
-            return self._bad(i, end + 1)
-        # Digits by hand, not int(buf[a:b]): in the unix port a slice in a function
-        # with this many locals costs ~8 us (measured), more than the whole header.
-        length = 0
-        for k in range(c3 + 1, end):
-            c = buf[k] - 48
-            if c < 0 or c > 9:
-                return self._bad(i, end + 1)
-            length = length * 10 + c
-        if length > MAX_FRAME:
-            return self._bad(i, end + 1)
-        self._hs = i
-        self._he = end
-        self._target = self.sink.frame(sid, length)
-        if length:
-            self._left = length
-        else:
-            self._trailer = 2
-        return end - i + 1
-
-    def _plausible(self, i, tail):
-        """Could ``buf[i:tail]`` still grow into a header? (a rare, short path)"""
-        buf = self.rx.buf
-        if i + 1 < tail and not 48 <= buf[i + 1] <= 55:
-            return False
-        if i + 2 < tail and buf[i + 2] != 44:
-            return False
-        for k in range(i + 3, tail):
-            c = buf[k]
-            if not (48 <= c <= 57 or c == 46 or c == 44):
-                return False
-        return True
-
-    def _bad(self, i, end):
-        self._error(BAD_HEADER, self.rx.buf[i:end])
+        h = _scan(buf, i, tail)
+        if h >= 0:
+            length = h >> 6
+            self._hs = i
+            self._target = self.sink.frame(buf[i + 1] - 48, length)
+            if length:
+                self._left = length
+            else:
+                self._trailer = 2
+            return h & 63
+        end = buf.find(b"}", i + 1, min(tail, i + _HDR_MAX)) + 1  # report up to its '}'
+        if not end:
+            end = tail
+            # No '}' yet: it may still grow into a header if it is an id, ',' then digits, dots, commas.
+            if tail - i < _HDR_MAX and (i + 1 >= tail or 48 <= buf[i + 1] <= 55) and (i + 2 >= tail or buf[i + 2] == 44):
+                for k in range(i + 3, tail):
+                    c = buf[k]
+                    if not (48 <= c <= 57 or c == 46 or c == 44):
+                        break
+                else:
+                    return 0
+        self._error(BAD_HEADER, buf[i:end])
         return -1
 
     def frame_peer(self):
         """(ip, port) of the frame being announced; call from ``sink.frame``."""
         buf = self.rx.buf
-        c2 = buf.find(b",", self._hs + 3, self._he)
-        c3 = buf.find(b",", c2 + 1, self._he)
+        c2 = buf.find(b",", self._hs + 3)  # the header is valid: both commas are in it
+        c3 = buf.find(b",", c2 + 1)
         return bytes(buf[self._hs + 3 : c2]).decode(), int(buf[c2 + 1 : c3])
 
     def _line(self, line):

@@ -1,0 +1,33 @@
+"""Is there a whole, valid frame header ``{sid,ip,port,len}`` at ``buf[i]``?
+
+The parser asks this of every frame. Where the port has the viper emitter
+(MicroPython on most boards) it asks ``header_viper.scan`` instead, the same
+check in native code, and does not import this module at all.
+"""
+
+
+def scan(buf, i, tail):
+    """``len << 6 | size`` of the header at ``buf[i] == '{'`` if whole and valid, else -1.
+
+    One int, not a tuple: nothing is allocated per frame. Within ``buf[i:tail]``
+    a '}' must come within 32 bytes (parser._HDR_MAX), after a socket id 0-7,
+    an address of 7-15 bytes, a port of 1-5 and 1-5 digits of length up to
+    16384 (parser.MAX_FRAME). ``Parser._header`` tells an incomplete header
+    from a bad one, which is rare and may be slow.
+    """
+    end = buf.find(b"}", i + 1, min(tail, i + 32))
+    if end < 0 or not 48 <= buf[i + 1] <= 55 or buf[i + 2] != 44:
+        return -1
+    c2 = buf.find(b",", i + 3, end)  # ends the address
+    c3 = buf.find(b",", c2 + 1, end)  # ends the port
+    if not 7 <= c2 - i - 3 <= 15 or not 1 <= c3 - c2 - 1 <= 5 or not 1 <= end - c3 - 1 <= 5:
+        return -1
+    length = 0
+    for k in range(c3 + 1, end):
+        c = buf[k] - 48
+        if c < 0 or c > 9:
+            return -1
+        length = length * 10 + c
+    if length > 16384:
+        return -1
+    return length << 6 | (end - i + 1)  # a header is at most 32 bytes: 6 bits
