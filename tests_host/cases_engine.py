@@ -110,23 +110,6 @@ def test_scon_connect_before_and_after_ok_and_failed_connect():
     run(main())
 
 
-def test_a_client_whose_peer_speaks_and_closes_at_once_is_still_returned():
-    """[CONNECT n], data and [DISCONNECT n] all before open_socket resumes: the
-    caller gets the ended socket with its data, not an AttributeError."""
-
-    async def main():
-        module = Module()
-        engine, events = engine_with(module)
-        module.replies[b"AT+SCON=O,TCN"] = b"\r\n[CONNECT 4]\r\n{4,10.0.0.2,5000,3}bye\r\n\r\n[DISCONNECT 4]\r\n[OK]\r\n"
-        tcp = await engine.open_socket(TCP, "10.0.0.2", 5000)
-        eq((tcp.sid, tcp.open, tcp.peer, read_all(tcp)), (4, False, ("10.0.0.2", 5000), b"bye"))
-        eq(engine.table[4], None)
-        eq(events, [(P.DISCONNECT, 4)])  # the close is news, as for any client later on
-        engine.stop()
-
-    run(main())
-
-
 def test_events_during_a_command_wait_for_its_end():
     async def main():
         module = Module()

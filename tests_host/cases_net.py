@@ -2,7 +2,8 @@
 
 import asyncio
 
-from fakeuart import Module, NoHeapForRings, engine_with, eq, fails, run, settle
+from fakeuart import Module, engine_with, eq, fails, run, settle
+from noheap import NoHeapFor
 from wizfi250 import net as netmod
 from wizfi250.net import Net
 from wizfi250.sockets import ACCEPTED, LISTENER, TCP
@@ -274,7 +275,7 @@ def test_a_connection_that_got_no_ring_is_still_closed_on_the_module():
             served.append(await reader.readline())  # fails: nothing can be read without a ring
 
         await net.start_server(handler, 80)
-        with NoHeapForRings():
+        with NoHeapFor("Ring"):
             module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50000,16}GET / HTTP/1.0\n\r\n")
             await asyncio.sleep(0.05)
         eq(served, [])

@@ -178,6 +178,15 @@ HEADERS = (  # a header, and the payload length its check must find (-1: not a h
     (b"{0,1.2.3.4,5,1_0}", -1),
     (b"{0,1.2.3.4,5,6x}", -1),
     (b"{0,255.255.255.255,65535,0016384}", -1),  # the '}' comes too late
+    (b"{0,1.2.3.4x,5,6}", -1),  # the address and port are what "%d.%d.%d.%d,%d" prints
+    (b"{0,\xff\xfe\xfd\xfc\xfb\xfa\xf9,5,6}", -1),
+    (b"{0,1.2.3.4,8a,6}", -1),
+    (b"{0,1.2.3.4,8.0,6}", -1),
+    (b"{0,.......,0,505}", -1),
+    (b"{0,1.2.3..4,5,6}", -1),
+    (b"{0,1.2.3.4.,5,6}", -1),
+    (b"{0,1.2.3.1234,5,6}", -1),
+    (b"{0,1.2.3,5,6}", -1),
 )
 
 
@@ -326,9 +335,55 @@ def test_missing_trailer_is_reported_and_parsing_resumes():
     eq(rec.lines[-1][0], P.INFO)  # 'XY[OK]' is not mistaken for [OK]
 
 
+class HeapRunsOut(Recorder):
+    """A sink that finds no heap for the ``n``-th line and the ``n``-th frame."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+        self.calls = {"line": 0, "frame": 0}
+
+    def _fail(self, name):
+        self.calls[name] += 1
+        if self.calls[name] == self.n:
+            raise MemoryError
+
+    def line(self, kind, arg, text):
+        self._fail("line")
+        super().line(kind, arg, text)
+
+    def frame(self, sid, length):
+        self._fail("frame")
+        return super().frame(sid, length)
+
+
+def test_a_line_or_frame_without_heap_is_lost_alone():
+    # The lost frame's payload holds line-like text: it must be skipped by its length.
+    data = (b"[CONNECT 1]\r\n{1,1.2.3.4,5,6}[OK]\r\n\r\n{1,1.2.3.4,5,4}abcd\r\n"
+            b"[CONNECT 2]\r\n{2,1.2.3.4,5,4}efgh\r\n[OK]\r\n")  # fmt: skip
+    for cut in CUTS:
+        rec = HeapRunsOut(2)
+        parser = P.Parser(rec, 64, 24)
+        for piece in chunks(data, cut):
+            eq(parser.feed(piece), len(piece))
+        eq(rec.lines, [(P.CONNECT, 1, b"[CONNECT 1]"), (P.OK, None, b"[OK]")])  # [CONNECT 2] had no heap
+        eq(rec.frames, [(1, 6), (2, 4)])  # the second frame had no heap
+        eq((bytes(rec.payload[1]), bytes(rec.payload[2])), (b"[OK]\r\n", b"efgh"))
+        eq(parser.errors[P.NO_MEMORY], 2)
+
+
+def test_a_buffer_too_small_for_a_line_is_refused():
+    # It would fill with a line still short of max_line, and the reader would spin.
+    try:
+        P.Parser(Recorder(), 256, 256)
+    except ValueError:
+        return
+    raise AssertionError("no ValueError")
+
+
 def test_full_payload_target_pauses_the_parser():
     rec = Recorder(room=3)
-    parser = P.Parser(rec, 64)
+    parser = P.Parser(rec, 64, 24)
     data = b"{0,1.2.3.4,5,8}abcdefgh\r\n[OK]\r\n"
     eq(parser.feed(data), len(data))
     eq(bytes(rec.payload[0]), b"abc")

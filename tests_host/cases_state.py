@@ -6,7 +6,8 @@ imports less and keeps its headroom in a 64 KB heap.
 
 import asyncio
 
-from fakeuart import Module, NoHeapForRings, engine_with, eq, fails, run, settle
+from fakeuart import Module, engine_with, eq, fails, run, settle
+from noheap import NoHeapFor
 from wizfi250 import parser as P
 from wizfi250.compat import ticks_diff, ticks_ms
 from wizfi250.sockets import ACCEPTED, LISTENER, TCP, UDP
@@ -172,7 +173,7 @@ def test_no_heap_for_a_new_connection_costs_that_connection_not_the_reader():
         module = Module()
         engine, events = engine_with(module)
         alive = engine._new_socket(1, TCP)
-        with NoHeapForRings():
+        with NoHeapFor("Ring"):
             module.uart.emit(b"[CONNECT 3]\r\n{3,10.0.0.5,5000,4}lost\r\n{1,10.0.0.1,80,5}alive\r\n")
             await settle()
         eq(alive.rx.read(), b"alive")  # the reader lives on
@@ -183,6 +184,50 @@ def test_no_heap_for_a_new_connection_costs_that_connection_not_the_reader():
         module.replies[b"AT+SMGMT=3"] = b"[OK]\r\n[DISCONNECT 3]\r\n"
         await engine.close_socket(starved)  # and its close still reaches the module
         eq(module.commands[-1], b"AT+SMGMT=3")
+        engine.stop()
+
+    run(main())
+
+
+def test_a_client_whose_peer_speaks_and_closes_at_once_is_still_returned():
+    """[CONNECT n], data and [DISCONNECT n] all before open_socket resumes: the
+    caller gets the ended socket with its data, not an AttributeError."""
+
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        module.replies[b"AT+SCON=O,TCN"] = b"\r\n[CONNECT 4]\r\n{4,10.0.0.2,5000,3}bye\r\n\r\n[DISCONNECT 4]\r\n[OK]\r\n"
+        tcp = await engine.open_socket(TCP, "10.0.0.2", 5000)
+        eq((tcp.sid, tcp.open, tcp.peer, tcp.rx.read()), (4, False, ("10.0.0.2", 5000), b"bye"))
+        eq(engine.table[4], None)
+        eq(events, [(P.DISCONNECT, 4)])  # the close is news, as for any client later on
+        engine.stop()
+
+    run(main())
+
+
+def test_the_reader_outlives_a_full_heap():
+    """No heap for a new socket: that [CONNECT n] is lost, and its first data adopts
+    the socket. No heap for a read: the read waits. The driver goes on either way."""
+
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        module.replies[b"AT"] = b"[OK]\r\n"
+        with NoHeapFor("Socket"):
+            module.uart.emit(b"\r\n[CONNECT 3]\r\n")
+            await settle()
+        eq((engine.table[3], engine.stats()["no_memory"]), (None, 1))
+        rx = engine.parser.rx
+        rx.space = NoHeapFor._fail  # the next read finds no heap for its memoryview
+        module.uart.emit(b"{3,10.0.0.2,5000,2}hi\r\n")
+        await settle()
+        del rx.space
+        await asyncio.sleep(0.05)  # the reader's wait after a failed read
+        sock = engine.table[3]
+        eq((sock.kind, sock.rx.read(), events), (ACCEPTED, b"hi", [(P.CONNECT, 3)]))
+        assert engine.counters["no_memory_reads"] >= 1
+        eq(await engine.command(b"AT"), [])
         engine.stop()
 
     run(main())

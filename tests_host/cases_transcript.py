@@ -70,7 +70,7 @@ def test_recording_transport_sees_both_directions_of_an_engine_session():
         module = Module()
         module.replies[b"AT"] = b"[OK]\r\n"
         transcript = Transcript(2048)
-        engine = Engine(Recording(module.uart, transcript), rx_size=256, socket_rx=512)
+        engine = Engine(Recording(module.uart, transcript), rx_size=256, max_line=200, socket_rx=512)
         engine.start()
         await engine.command(b"AT")
         module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.9,4000,5}hello\r\n")

@@ -10,7 +10,6 @@ test can answer commands and inject events at chosen points.
 import asyncio
 
 from check import eq  # noqa: F401  (re-exported for the engine tests)
-from wizfi250 import engine as engine_module
 from wizfi250.engine import Engine
 
 
@@ -95,7 +94,7 @@ class Module:
 
 
 def engine_with(module, socket_rx=512, **kw):
-    engine = Engine(module.uart, rx_size=256, socket_rx=socket_rx, **kw)
+    engine = Engine(module.uart, rx_size=256, max_line=200, socket_rx=socket_rx, **kw)
     events = []
     engine.on_event = lambda kind, arg: events.append((kind, arg))
     engine.start()
@@ -127,19 +126,3 @@ async def fails(coro, errno):
         eq(e.args[0], errno)
         return
     raise AssertionError("no OSError(%d)" % errno)
-
-
-class NoHeapForRings:
-    """``with NoHeapForRings():`` a new socket's receive ring fails with MemoryError,
-    as it can on a full, fragmented heap (the one allocation the reader makes)."""
-
-    def __enter__(self):
-        self.ring = engine_module.Ring
-        engine_module.Ring = self._fail
-
-    def __exit__(self, *exc):
-        engine_module.Ring = self.ring
-
-    @staticmethod
-    def _fail(size):
-        raise MemoryError

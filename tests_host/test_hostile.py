@@ -4,7 +4,11 @@ Whatever comes before, a well-formed frame and [OK] that follow a line break
 must still be delivered, nothing may raise or hang, and each rejection is counted.
 """
 
+import asyncio
+import re
+
 from cases_parser import parse_all
+from fakeuart import Module, engine_with, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wizfi250 import parser as P
@@ -24,16 +28,24 @@ HOSTILE = st.one_of(
 VALID = b"{3,10.0.0.9,5000,6}\x00[OK]\n\r\n[OK]\r\n"
 
 
+def padding(pieces):
+    """Line breaks enough to finish any frame the pieces announce (garbage can hold
+    a valid header too, which then swallows its length in bytes)."""
+    lengths = [int(n) for n in re.findall(rb"\{[0-7],[0-9.]{7,15},[0-9]{1,5},([0-9]{1,5})\}", b"".join(pieces))]
+    return b"\n" * max([500] + [n + 2 for n in lengths])
+
+
 @settings(max_examples=1000, deadline=None)
 @given(st.lists(HOSTILE, max_size=6), st.integers(1, 64))
 def test_valid_output_after_hostile_output_is_delivered(pieces, size):
     # A truncated frame swallows what follows as payload, as the module's count says;
     # after a line break and enough bytes to finish any frame, parsing is back in step.
-    data = b"".join(pieces) + b"\r\n" + b"\n" * 500 + b"\r\n" + VALID
+    data = b"".join(pieces) + b"\r\n" + padding(pieces) + b"\r\n" + VALID
     rec, parser = parse_all(data, lambda n: size, max_line=256)
     assert bytes(rec.payload.get(3, b"")).endswith(b"\x00[OK]\n")
     assert rec.lines[-1][0] == P.OK
-    assert not parser.in_frame()
+    parser.feed(b"[OK]\r\n")  # in step: the next line is a line, not payload
+    assert len(rec.lines) >= 2 and rec.lines[-1] == rec.lines[-2] == (P.OK, None, b"[OK]")
 
 
 def test_each_kind_of_rejection_is_counted():
@@ -42,5 +54,25 @@ def test_each_kind_of_rejection_is_counted():
         + b"Y" * 300 + b"\r\n[Who knows]\r\n{0,10.0.0.1,80,2}xyZZ\r\n" + VALID
     )  # fmt: skip
     rec, parser = parse_all(data)
-    assert parser.errors == [2, 1, 1, 1]  # bad headers, overlong, bad trailer, unknown line
+    assert parser.errors == [2, 1, 1, 1, 0]  # bad headers, overlong, bad trailer, unknown line, no memory
     assert bytes(rec.payload[3]) == b"\x00[OK]\n" and bytes(rec.payload[0]) == b"xy"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(HOSTILE, max_size=6), st.integers(1, 64))
+def test_the_driver_outlives_hostile_output(pieces, size):
+    """The same through the engine, whose handling of frames and events (adopting
+    sockets, reading a frame's address) must not raise either: after it all the
+    reader is alive and the next command gets its answer."""
+
+    async def main():
+        module = Module(lambda n: size)
+        module.replies[b"AT"] = b"[OK]\r\n"
+        engine, _ = engine_with(module, socket_rx=4096, stall_ms=50)
+        module.uart.emit(b"".join(pieces) + b"\r\n" + padding(pieces) + b"\r\n" + VALID)
+        while module.uart.pending():
+            await asyncio.sleep(0.001)
+        assert await engine.command(b"AT") == []
+        engine.stop()
+
+    run(main())

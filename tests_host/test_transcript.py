@@ -46,7 +46,7 @@ def test_replay_of_a_recorded_session_reproduces_what_the_engine_saw():
         transcript = Transcript(4096)
         engine = Engine(Recording(module.uart, transcript), rx_size=1024, socket_rx=512)
         events = []
-        engine.on_event = lambda kind, arg: events.append((P.KIND_NAMES[kind], arg))
+        engine.on_event = lambda kind, arg: events.append((replay.KIND_NAMES[kind], arg))
         engine.start()
         await engine.command(b"AT")
         module.uart.emit(output)

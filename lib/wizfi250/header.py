@@ -11,8 +11,8 @@ def scan(buf, i, tail):
 
     One int, not a tuple: nothing is allocated per frame. Within ``buf[i:tail]``
     a '}' must come within 32 bytes (parser._HDR_MAX), after a socket id 0-7,
-    an address of 7-15 bytes, a port of 1-5 and 1-5 digits of length up to
-    16384 (parser.MAX_FRAME). ``Parser._header`` tells an incomplete header
+    an IPv4 address in dotted decimal (7-15 bytes), a port of 1-5 digits and 1-5 digits
+    of length up to 16384 (parser.MAX_FRAME). ``Parser._header`` tells an incomplete header
     from a bad one, which is rare and may be slow.
     """
     end = buf.find(b"}", i + 1, min(tail, i + 32))
@@ -22,6 +22,25 @@ def scan(buf, i, tail):
     c3 = buf.find(b",", c2 + 1, end)  # ends the port
     if not 7 <= c2 - i - 3 <= 15 or not 1 <= c3 - c2 - 1 <= 5 or not 1 <= end - c3 - 1 <= 5:
         return -1
+    # The module prints "%d.%d.%d.%d,%d,%d": anything else in there is not a header
+    # (garbage that would swallow what follows as payload), and whoever reads the
+    # address and port later (frame_peer) may trust them.
+    dots = run = 0  # in the address, and the digits since the last dot
+    for k in range(i + 3, c2):
+        c = buf[k]
+        if c == 46 and run:
+            dots += 1
+            run = 0
+        elif 48 <= c <= 57 and run < 3:
+            run += 1
+        else:
+            return -1
+    if dots != 3 or not run:
+        return -1
+    for k in range(c2 + 1, c3):
+        c = buf[k]
+        if c < 48 or c > 57:
+            return -1
     length = 0
     for k in range(c3 + 1, end):
         c = buf[k] - 48

@@ -39,6 +39,27 @@ def scan(data, i: int, tail: int) -> int:
         c3 += 1
     if c3 >= end or c3 - c2 - 1 < 1 or c3 - c2 - 1 > 5 or end - c3 - 1 < 1 or end - c3 - 1 > 5:
         return -1
+    dots = 0
+    run = 0
+    k = i + 3
+    while k < c2:  # the address: four numbers of 1-3 digits
+        c = int(buf[k])
+        if c == 46 and run > 0:
+            dots += 1
+            run = 0
+        elif c >= 48 and c <= 57 and run < 3:
+            run += 1
+        else:
+            return -1
+        k += 1
+    if dots != 3 or run == 0:
+        return -1
+    k = c2 + 1
+    while k < c3:  # the port: digits
+        c = int(buf[k])
+        if c < 48 or c > 57:
+            return -1
+        k += 1
     length = 0
     k = c3 + 1
     while k < end:

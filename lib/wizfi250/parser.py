@@ -57,18 +57,14 @@ IP_ADDR = const(13)
 GATEWAY = const(14)
 UNKNOWN = const(15)  # a bracketed line this driver does not know
 
-KIND_NAMES = (
-    "INFO", "OK", "ERROR", "SEND_ERROR", "PROMPT", "CONNECT", "DISCONNECT", "LISTEN",
-    "LINK_UP", "LINK_DOWN", "RESET", "BANNER", "JOIN", "IP_ADDR", "GATEWAY", "UNKNOWN",
-)  # fmt: skip
-
 # Error codes, indexes into Parser.errors.
 BAD_HEADER = const(0)  # a '{' that looked like a frame header but was not one
 OVERLONG = const(1)  # a line longer than max_line
 BAD_TRAILER = const(2)  # a payload not followed by CR LF
 UNKNOWN_LINE = const(3)  # an unknown bracketed line (delivered as UNKNOWN too)
+NO_MEMORY = const(4)  # the heap ran out handling a line or frame: that one is lost, parsing goes on
 
-ERROR_NAMES = ("bad_header", "overlong", "bad_trailer", "unknown_line")
+ERROR_NAMES = ("bad_header", "overlong", "bad_trailer", "unknown_line", "no_memory")
 
 # '{7,255.255.255.255,65535,16384}' is 31 bytes: a '}' must come within 32.
 _HDR_MAX = const(32)
@@ -103,10 +99,15 @@ DISCARD = _Discard()
 
 class Parser:
     def __init__(self, sink, size=4096, max_line=256):
+        if size < max_line + _HDR_MAX + 2:
+            # A line waits in the buffer until its end or max_line, with maybe a
+            # frame header cut short after it: a smaller buffer could fill with
+            # neither, and the reader would wait forever for room.
+            raise ValueError("UART buffer of %d bytes: lines of %d need %d" % (size, max_line, max_line + _HDR_MAX + 2))
         self.rx = Ring(size)  # the UART receive buffer: fill it with rx.space()/rx.commit()
         self.sink = sink
         self.max_line = max_line
-        self.errors = [0, 0, 0, 0]
+        self.errors = [0, 0, 0, 0, 0]
         self._part = b""  # start of a line that a frame interrupted (rare)
         self._skip = False  # dropping the rest of an overlong line
         self._left = 0  # payload bytes still to come
@@ -115,24 +116,12 @@ class Parser:
         self._prompt_tail = False  # a prompt was split by an event; its ']' is pending
         self._hs = 0  # where the header of the frame being announced starts, for frame_peer()
 
-    def reset(self):
-        """Forget everything buffered and half-parsed (after a UART re-open)."""
-        self.rx.clear()
-        self._part = b""
-        self._skip = self._prompt_tail = False
-        self._left = self._trailer = 0
-        self._target = DISCARD
-
     def abandon(self, target):
         """Route the rest of ``target``'s payload nowhere; returns the bytes it will lose."""
         if self._target is not target:
             return 0
         self._target = DISCARD
         return self._left
-
-    def in_frame(self):
-        """True while a payload or its trailer is still expected."""
-        return bool(self._left or self._trailer)
 
     def feed(self, data):
         """Copy ``data`` in and parse it (tests, replay). Returns bytes taken."""
@@ -188,7 +177,7 @@ class Parser:
                     continue
                 self._trailer = 0
                 if c != 10:
-                    self._error(BAD_TRAILER, buf[head : min(tail, head + 16)])
+                    self._error(BAD_TRAILER, buf, head, min(tail, head + 16))
                     continue
                 head += 1
                 continue
@@ -202,7 +191,7 @@ class Parser:
                     # (each turn reloads the state, and _header was one more call).
                     left = h >> 6  # the whole payload is still to come
                     self._hs = head
-                    target = self.sink.frame(buf[head + 1] - 48, left)
+                    target = self._frame(buf[head + 1] - 48, left)
                     head += h & 63
                     if left:
                         n = tail - head
@@ -254,7 +243,7 @@ class Parser:
             elif end - head > self.max_line:
                 self._overlong(mv, head, end)
             elif end > head:
-                self._line(bytes(mv[head:end]))
+                self._take(mv, head, end)
             self._skip = False
             head = nl + 1
         rx.head = head
@@ -268,7 +257,13 @@ class Parser:
             if len(self._part) + end - start > self.max_line:
                 self._overlong(mv, start, end)
                 return False
-            self._part += bytes(mv[start:end])
+            try:
+                self._part += bytes(mv[start:end])
+            except MemoryError:
+                self._part = b""
+                self._skip = True  # the line is lost: drop the rest of it
+                self.errors[NO_MEMORY] += 1
+                return False
         return True
 
     def _end_part(self):
@@ -277,17 +272,47 @@ class Parser:
         if line[-1] == 13:  # the CR came before a frame, the LF after it
             line = line[:-1]
         if line:
-            self._line(line)
+            try:
+                self._line(line)
+            except MemoryError:
+                self.errors[NO_MEMORY] += 1
 
     def _overlong(self, mv, start, end):
-        text = self._part[:16] if self._part else mv[start : min(end, start + 16)]
+        part = self._part
         self._part = b""
         self._skip = True
-        self._error(OVERLONG, text)
+        if part:
+            self._error(OVERLONG, part, 0, 16)
+        else:
+            self._error(OVERLONG, mv, start, min(end, start + 16))
 
-    def _error(self, code, text):
+    def _error(self, code, src, start, end):
+        """Count a rejection and report ``src[start:end]``, the start of what was rejected."""
         self.errors[code] += 1
-        self.sink.error(code, bytes(text))
+        try:
+            self.sink.error(code, bytes(src[start:end]))
+        except MemoryError:
+            pass  # counted already; the text was only for the report
+
+    # The sink is called through these two, and _end_part, because its handling (or
+    # ours) can run out of heap. That line or frame is then lost, counted, and parsing
+    # goes on after it: a frame's payload is skipped by its length, never read as
+    # lines. Letting the MemoryError out would stop the reader, and the driver with it.
+    # (Not inline in parse: a try there grows its frame, which MicroPython allocates
+    # on the heap for every call, and a full heap is when that matters.)
+
+    def _frame(self, sid, length):
+        try:
+            return self.sink.frame(sid, length)
+        except MemoryError:
+            self.errors[NO_MEMORY] += 1
+            return DISCARD
+
+    def _take(self, mv, start, end):
+        try:
+            self._line(bytes(mv[start:end]))
+        except MemoryError:
+            self.errors[NO_MEMORY] += 1
 
     def _header(self, i, tail):
         """Parse the header at ``buf[i] == '{'``: its size, 0 if incomplete, -1 if bad (reported)."""
@@ -296,7 +321,7 @@ class Parser:
         if h >= 0:
             length = h >> 6
             self._hs = i
-            self._target = self.sink.frame(buf[i + 1] - 48, length)
+            self._target = self._frame(buf[i + 1] - 48, length)
             if length:
                 self._left = length
             else:
@@ -313,7 +338,7 @@ class Parser:
                         break
                 else:
                     return 0
-        self._error(BAD_HEADER, buf[i:end])
+        self._error(BAD_HEADER, buf, i, end)
         return -1
 
     def frame_peer(self):
@@ -343,8 +368,10 @@ class Parser:
             kind = INFO
             s = line.strip()
             if s.startswith(b"IP Addr") or s.startswith(b"Gateway"):
-                kind = IP_ADDR if s[0] == 73 else GATEWAY
-                arg = s[s.find(b":") + 1 :].strip().decode()
+                value = s[s.find(b":") + 1 :].strip()
+                if not value or value.replace(b".", b"").isdigit():  # else it is no address: INFO
+                    kind = IP_ADDR if s[0] == 73 else GATEWAY
+                    arg = value.decode()
         self.sink.line(kind, arg, line)
 
     def _bracketed(self, line):
@@ -365,7 +392,7 @@ class Parser:
             if sid >= 0 and size >= 0:
                 self._prompt_tail = not closed
                 return PROMPT, (sid, size)
-        self._error(UNKNOWN_LINE, line[:32])
+        self._error(UNKNOWN_LINE, line, 0, 32)
         return UNKNOWN, None
 
 

@@ -1,0 +1,27 @@
+"""Starve one allocation of the engine, for the tests of what a full heap costs.
+
+Its own module, not in fakeuart: under MicroPython every imported class costs
+heap, and the interleave case runs at the edge of its 64 KB.
+"""
+
+from wizfi250 import engine as engine_module
+
+
+class NoHeapFor:
+    """``with NoHeapFor("Ring"):`` making that class of the engine module (a new
+    socket's receive ring, or the ``Socket`` itself) fails with MemoryError, as
+    it can on a full, fragmented heap."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.made = getattr(engine_module, self.name)
+        setattr(engine_module, self.name, self._fail)
+
+    def __exit__(self, *exc):
+        setattr(engine_module, self.name, self.made)
+
+    @staticmethod
+    def _fail(*args):
+        raise MemoryError
