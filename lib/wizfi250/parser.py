@@ -298,8 +298,6 @@ class Parser:
     # ours) can run out of heap. That line or frame is then lost, counted, and parsing
     # goes on after it: a frame's payload is skipped by its length, never read as
     # lines. Letting the MemoryError out would stop the reader, and the driver with it.
-    # (Not inline in parse: a try there grows its frame, which MicroPython allocates
-    # on the heap for every call, and a full heap is when that matters.)
 
     def _frame(self, sid, length):
         try:
