@@ -4,7 +4,6 @@ No pytest import here: ``test_core.py`` collects these for pytest and
 ``mp_runner.py`` runs them under the MicroPython unix port with a small heap.
 """
 
-import sys
 
 from check import eq
 from gen import MAX_ITEMS, RandomChooser, Script, chunks, cutter
@@ -156,7 +155,7 @@ def test_ring_readinto_space_commit():
     eq(ring.read(), b"lo!!")
 
 
-# --- header check: Python, and native code where the port has viper -------------
+# --- header check ---------------------------------------------------------------
 
 HEADERS = (  # a header, and the payload length its check must find (-1: not a header)
     (b"{0,192.168.10.23,50000,1400}", 1400),
@@ -190,55 +189,13 @@ HEADERS = (  # a header, and the payload length its check must find (-1: not a h
 )
 
 
-def header_checks():
-    """Every header check this interpreter has: header.scan, and header_viper.scan under MicroPython."""
-    if sys.implementation.name != "micropython":
-        return (header.scan,)
-    from wizfi250 import header_viper  # the tests compile it for the unix port's arch
-
-    return (header.scan, header_viper.scan)
-
-
-def check_header(buf, at, tail):
-    results = [scan(buf, at, tail) for scan in header_checks()]
-    for r in results[1:]:
-        eq((buf[at:tail], r), (buf[at:tail], results[0]))
-    return results[0]
-
-
-def test_the_parser_uses_the_native_header_check_where_there_is_one():
-    eq(P._scan, header_checks()[-1])
-
-
-def test_header_checks_take_exactly_the_valid_headers():
+def test_the_header_check_takes_exactly_the_valid_headers():
     for text, length in HEADERS:
         buf = bytearray(b"{0,1" + text + b"},0}" * 2)  # bytes past tail must not count
         at, tail = 4, 4 + len(text)
-        eq((text, check_header(buf, at, tail)), (text, -1 if length < 0 else length << 6 | len(text)))
+        eq((text, header.scan(buf, at, tail)), (text, -1 if length < 0 else length << 6 | len(text)))
         for cut in range(at, tail):
-            eq((text, cut, check_header(buf, at, cut)), (text, cut, -1))  # not whole yet
-
-
-def test_header_checks_agree_on_damaged_headers():
-    pick = RandomChooser(7)
-    for _ in range(400 if MAX_ITEMS > 12 else 150):
-        buf = bytearray(HEADERS[pick.int(0, 3)][0] + b"}")
-        for _ in range(pick.int(1, 3)):
-            buf[pick.int(1, len(buf) - 1)] = b"0123456789,.{}x_ +"[pick.int(0, 17)]
-        check_header(buf, 0, pick.int(1, len(buf)))
-
-
-def test_the_parser_with_the_python_header_check():
-    """Under MicroPython the cases above ran the native check: these run the Python one."""
-    native = P._scan
-    P._scan = header.scan
-    try:
-        test_garbage_bad_headers_and_overlong_lines_lose_nothing_after_them()
-        test_frame_inside_a_line_and_inside_the_prompt()
-        for seed in range(5):
-            random_output(RandomChooser(100 + seed))
-    finally:
-        P._scan = native
+            eq((text, cut, header.scan(buf, at, cut)), (text, cut, -1))  # not whole yet
 
 
 # --- parser: every form in the protocol reference --------------------------------

@@ -2,12 +2,10 @@
 
 The driver and Microdot go as .mpy (compiled by tools/build.py: a board
 imports bytecode in a fraction of the heap that compiling the sources would
-take), for the architecture the board reports, as mip reads it: one module
-is machine code. main.py, boot.py, the configuration and www/ go as they
-are. A file whose SHA-256 on the board already matches is not sent again,
-so deploying after a one-line change sends one file. The board is reached
-through mpremote's own serial transport, as `mpremote cp` would, in one
-session.
+take); main.py, boot.py, the configuration and www/ go as they are. A file
+whose SHA-256 on the board already matches is not sent again, so deploying
+after a one-line change sends one file. The board is reached through
+mpremote's own serial transport, as `mpremote cp` would, in one session.
 """
 
 import argparse
@@ -18,11 +16,11 @@ import os
 import sys
 import time
 
-from build import ROOT, arch_of, build
+from build import ROOT, build, sources
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-MPY_DIR = os.path.join(ROOT, "build", "deploy")  # one folder per architecture
+MPY_DIR = os.path.join(ROOT, "build", "mpy")
 ANSWER_S = 5  # how long a board may take to show its raw REPL
 CHUNK = 1024  # bytes per write on the board: few round trips, little heap for each
 
@@ -31,13 +29,13 @@ class NoBoard(Exception):
     """Nothing usable answers on the port; the message says what was seen."""
 
 
-def manifest(config, arch):
+def manifest(config):
     """(local path, board path) for every file the firmware needs, in a stable order."""
-    out = os.path.join(MPY_DIR, arch or "none")
+    build(MPY_DIR)
     files = []
-    for rel in build(out, arch):
+    for _, rel in sources():
         mpy = rel[:-3] + ".mpy"
-        files.append((os.path.join(out, mpy), "lib/" + mpy.replace(os.sep, "/")))
+        files.append((os.path.join(MPY_DIR, mpy), "lib/" + mpy.replace(os.sep, "/")))
     for name in ("boot.py", "main.py"):
         files.append((os.path.join(ROOT, name), name))
     files.append((config, "config.json"))
@@ -71,11 +69,6 @@ def connect(port):
         answer = "nothing" if answer in ("", "b''") else answer
         raise NoBoard("no board: %s gave no MicroPython raw REPL within %d s (it sent %s)" % (port, ANSWER_S, answer))
     return transport
-
-
-def board_arch(transport):
-    """The board's -march (from ``sys.implementation._mpy``), or None if it runs no machine code."""
-    return arch_of(transport.eval("getattr(__import__('sys').implementation, '_mpy', 0)"))
 
 
 def board_sha256(transport, path):
@@ -150,13 +143,13 @@ def main(argv=None):
     parser.add_argument("--reset", action="store_true", help="soft-reset afterwards so main.py starts")
     args = parser.parse_args(argv)
     started = time.monotonic()
+    files = manifest(args.config)
     try:
         transport = connect(args.port)
     except NoBoard as e:
         print("deploy:", e, file=sys.stderr)
         return 2
     try:
-        files = manifest(args.config, board_arch(transport))
         sent, unchanged = deploy(transport, files)
         remove_shadows(transport, files)
         if args.reset:

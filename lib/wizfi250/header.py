@@ -1,8 +1,7 @@
 """Is there a whole, valid frame header ``{sid,ip,port,len}`` at ``buf[i]``?
 
-The parser asks this of every frame. Where the port has the viper emitter
-(MicroPython on most boards) it asks ``header_viper.scan`` instead, the same
-check in native code, and does not import this module at all.
+The parser asks this of every frame: the one check that decides whether a
+'{' starts a frame whose length is then taken on trust, so it is strict.
 """
 
 

@@ -34,10 +34,7 @@ The sink receives (all calls synchronous, from ``parse``):
 from .compat import const
 from .ring import Ring
 
-try:
-    from .header_viper import scan as _scan
-except (ImportError, SyntaxError, ValueError):  # no viper here: see header_viper.py
-    from .header import scan as _scan
+from .header import scan as _scan
 
 # Line kinds.
 INFO = const(0)  # command output: WSTAT/SMGMT rows, FDNS result, echo, ...
@@ -69,7 +66,7 @@ ERROR_NAMES = ("bad_header", "overlong", "bad_trailer", "unknown_line", "no_memo
 # '{7,255.255.255.255,65535,16384}' is 31 bytes: a '}' must come within 32.
 _HDR_MAX = const(32)
 # No frame is longer than a TLS record; a bigger len means a corrupt header.
-MAX_FRAME = const(16384)  # both also in header.scan and header_viper.scan
+MAX_FRAME = const(16384)  # also in header.scan
 
 _EVENTS = (
     (b"[CONNECT ", CONNECT),
