@@ -220,7 +220,15 @@ class Parser:
             if br >= 0:
                 h = self._header(br, tail) if br > head else -1  # at head: tried above
                 if h == 0:
-                    break  # keep the partial line in the buffer until the header is complete
+                    # Keep the partial line in the buffer until the header is complete,
+                    # unless the line is too long already: the buffer holds a line of
+                    # max_line and a header after it, no more, and a full buffer that
+                    # parses to nothing would stop the reader for good.
+                    if not self._skip and len(self._part) + br - head > self.max_line:
+                        self._overlong(mv, head, br)
+                        head = br
+                        continue
+                    break
                 self._keep(mv, head, br if h > 0 else br + 1)
                 head = br + h if h > 0 else br + 1
                 continue
