@@ -193,9 +193,26 @@ def test_the_header_check_takes_exactly_the_valid_headers():
     for text, length in HEADERS:
         buf = bytearray(b"{0,1" + text + b"},0}" * 2)  # bytes past tail must not count
         at, tail = 4, 4 + len(text)
-        eq((text, header.scan(buf, at, tail)), (text, -1 if length < 0 else length << 6 | len(text)))
+        seen = header.new_seen()
+        want = -1 if length < 0 else length << 6 | len(text)
+        eq((text, header.scan(buf, at, tail, seen)), (text, want))
+        eq((text, header.scan(buf, at, tail, seen)), (text, want))  # and once remembered
         for cut in range(at, tail):
-            eq((text, cut, header.scan(buf, at, cut)), (text, cut, -1))  # not whole yet
+            eq((text, cut, header.scan(buf, at, cut, seen)), (text, cut, -1))  # not whole yet
+
+
+def test_a_header_one_byte_off_the_last_valid_one_is_checked_afresh():
+    # scan remembers each socket's last valid header and takes an identical one
+    # on sight: that shortcut must never change an answer.
+    good = b"{0,192.168.10.23,50000,1400}"
+    for k in range(2, len(good) - 1):
+        for c in b".,x0\xff":
+            bad = bytearray(good)
+            bad[k] = c
+            fresh = header.scan(bad, 0, len(bad), header.new_seen())  # the full check's answer
+            seen = header.new_seen()
+            eq(header.scan(bytearray(good), 0, len(good), seen), 1400 << 6 | len(good))
+            eq((bytes(bad), header.scan(bad, 0, len(bad), seen)), (bytes(bad), fresh))
 
 
 # --- parser: every form in the protocol reference --------------------------------

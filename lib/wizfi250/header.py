@@ -5,25 +5,57 @@ The parser asks this of every frame: the one check that decides whether a
 """
 
 
-def scan(buf, i, tail):
+def scan(buf, i, tail, seen):
     """``len << 6 | size`` of the header at ``buf[i] == '{'`` if whole and valid, else -1.
 
-    One int, not a tuple: nothing is allocated per frame. Within ``buf[i:tail]``
-    a '}' must come within 32 bytes (parser._HDR_MAX), after a socket id 0-7,
-    an IPv4 address in dotted decimal (7-15 bytes), a port of 1-5 digits and 1-5 digits
-    of length up to 16384 (parser.MAX_FRAME). ``Parser._header`` tells an incomplete header
-    from a bad one, which is rare and may be slow.
+    One int, not a tuple: nothing is allocated per frame but a new header's copy.
+    Within ``buf[i:tail]`` a '}' must come within 32 bytes (parser._HDR_MAX), after a
+    socket id 0-7, an IPv4 address in dotted decimal (7-15 bytes), a port of 1-5 digits
+    and 1-5 digits of length up to 16384 (parser.MAX_FRAME). ``Parser._header`` tells an
+    incomplete header from a bad one, which is rare and may be slow.
+
+    ``seen`` is the caller's memory, ``new_seen()``: each socket's last valid header
+    (``seen[sid]``) and its value (``seen[sid + 8]``). A socket's frames come from one
+    peer and mostly have one length (a bulk transfer's are all full), so most headers
+    are taken after one find; only a new one goes through the byte loops.
     """
-    end = buf.find(b"}", i + 1, min(tail, i + 32))
-    if end < 0 or not 48 <= buf[i + 1] <= 55 or buf[i + 2] != 44:
+    end = buf.find(b"}", i + 1, min(tail, i + 32)) + 1
+    if not end or not 48 <= buf[i + 1] <= 55:
+        return -1
+    sid = buf[i + 1] - 48
+    last = seen[sid]
+    if len(last) == end - i and buf.find(last, i, end) >= 0:
+        return seen[sid + 8]
+    h = _check(buf, i, end - 1)
+    if h >= 0:
+        try:
+            last = bytes(buf[i:end])
+        except MemoryError:
+            return h  # checked, just not remembered: the next header is checked again
+        seen[sid] = last  # the copy is made: neither store can fail between the two
+        seen[sid + 8] = h
+    return h
+
+
+def new_seen():  # type: () -> list
+    """Empty memory for ``scan``, one per parser: a memory shared by every parser
+    would tie them together, and parsers in two threads could see half an update."""
+    return [b""] * 8 + [0] * 8
+
+
+def _check(buf, i, end):
+    """``scan``'s value for the header ``buf[i:end + 1]`` (``buf[end] == '}'``), or -1.
+
+    The module prints "%d.%d.%d.%d,%d,%d": anything else in there is not a header
+    (garbage that would swallow what follows as payload), and whoever reads the
+    address and port later (frame_peer) may trust them.
+    """
+    if buf[i + 2] != 44:
         return -1
     c2 = buf.find(b",", i + 3, end)  # ends the address
     c3 = buf.find(b",", c2 + 1, end)  # ends the port
     if not 7 <= c2 - i - 3 <= 15 or not 1 <= c3 - c2 - 1 <= 5 or not 1 <= end - c3 - 1 <= 5:
         return -1
-    # The module prints "%d.%d.%d.%d,%d,%d": anything else in there is not a header
-    # (garbage that would swallow what follows as payload), and whoever reads the
-    # address and port later (frame_peer) may trust them.
     dots = run = 0  # in the address, and the digits since the last dot
     for k in range(i + 3, c2):
         c = buf[k]

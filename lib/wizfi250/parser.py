@@ -34,7 +34,7 @@ The sink receives (all calls synchronous, from ``parse``):
 from .compat import const
 from .ring import Ring
 
-from .header import scan as _scan
+from .header import new_seen, scan as _scan
 
 # Line kinds.
 INFO = const(0)  # command output: WSTAT/SMGMT rows, FDNS result, echo, ...
@@ -112,6 +112,7 @@ class Parser:
         self._trailer = 0  # trailer bytes still to come (2: CR LF, 1: LF)
         self._prompt_tail = False  # a prompt was split by an event; its ']' is pending
         self._hs = 0  # where the header of the frame being announced starts, for frame_peer()
+        self._seen = new_seen()  # the header check's memory of each socket's last header
 
     def abandon(self, target):
         """Route the rest of ``target``'s payload nowhere; returns the bytes it will lose."""
@@ -181,7 +182,7 @@ class Parser:
             # Line mode. A frame can start anywhere, so look for '{' first.
             c = buf[head]
             if c == 123:  # '{' at a line start, or right where a frame cut one
-                h = _scan(buf, head, tail)
+                h = _scan(buf, head, tail, self._seen)
                 if h >= 0:
                     # A whole header, the usual case: announce the frame and take the
                     # payload that is here now, not on further turns of the loop
@@ -320,7 +321,7 @@ class Parser:
     def _header(self, i, tail):
         """Parse the header at ``buf[i] == '{'``: its size, 0 if incomplete, -1 if bad (reported)."""
         buf = self.rx.buf
-        h = _scan(buf, i, tail)
+        h = _scan(buf, i, tail, self._seen)
         if h >= 0:
             length = h >> 6
             self._hs = i
