@@ -97,6 +97,9 @@ async def interleaved_ssend(pick):
     await settle()
     done.append(True)
     await reader
+    # Out of heap, the engine loses the line or frame it was handling (and counts
+    # it): a budget problem of the test's interpreter, not a protocol one.
+    eq(engine.parser.errors[P.NO_MEMORY], 0)
     eq(module.payloads, [bytes(n)])
     eq(events, want_events)
     eq(len(created), len(want_bytes))

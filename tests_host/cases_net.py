@@ -284,3 +284,32 @@ def test_a_connection_that_got_no_ring_is_still_closed_on_the_module():
         engine.stop()
 
     run(main())
+
+
+def test_a_close_whose_send_finds_no_heap_still_closes_and_keeps_its_queue():
+    async def main():
+        module = Module()
+        net, engine = net_with(module, queues=1)
+        ssend_from = engine.ssend_from
+
+        def no_heap(*args):
+            engine.ssend_from = ssend_from  # only this once
+            raise MemoryError
+
+        async def handler(reader, writer):
+            await reader.readline()
+            await writer.awrite(b"hello")  # short: left for the flush timer
+            engine.ssend_from = no_heap  # the close's own flush finds no heap
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        queue = net.queues[0]
+        module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50000,16}GET / HTTP/1.0\n\r\n")
+        await asyncio.sleep(0.1)
+        eq(module.payloads, [b"hello"])  # the flush timer sent it after all
+        assert b"AT+SMGMT=1" in module.commands
+        eq(engine.table[1], None)
+        eq(net.queues, [queue])  # back in the pool: the next connection allocates nothing
+        engine.stop()
+
+    run(main())

@@ -1,7 +1,7 @@
 """Starve one allocation of the engine, for the tests of what a full heap costs.
 
 Its own module, not in fakeuart: under MicroPython every imported class costs
-heap, and the interleave case runs at the edge of its 64 KB.
+heap, and the core cases run in 64 KB.
 """
 
 from wizfi250 import engine as engine_module

@@ -74,7 +74,9 @@ class Engine:
         self.tx = None
         self.pending = []
         self._lock = asyncio.Lock()
-        self._payload = None  # where ssend_from copies each chunk; made at its first use
+        # Where ssend_from copies each chunk. A firmware (``rings``) makes it now: made at
+        # its first send, on a heap fragmented by then, it failed at 160K (measured).
+        self._payload = memoryview(bytearray(SSEND_MAX)) if rings else None
         self._moved = asyncio.Event()  # the open transaction made progress
         # Receive rings of released sockets, for reuse. A firmware makes them up front
         # (``rings``): on a busy, fragmented heap a 2 KB ring for a new connection can

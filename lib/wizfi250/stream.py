@@ -153,8 +153,8 @@ class Stream:
         try:
             await asyncio.sleep(self.flush_ms / 1000)
             await self.flush()
-        except OSError:
-            pass  # the socket is gone; the next write or close reports it
+        except (OSError, MemoryError):
+            pass  # the socket is gone, or no heap for a send: the next write or close tries again
         finally:
             self._flusher = None
 
@@ -183,12 +183,13 @@ class Stream:
     async def wait_closed(self):
         sock = self.sock
         try:
-            if sock.open and self._out:
-                await self.flush()
+            try:
+                if sock.open and self._out:
+                    await self.flush()
+            except (OSError, MemoryError):
+                pass  # the peer is gone, or no heap for a send: a pending flush tries once more
             if self._flusher is not None:
-                await self._flusher  # it finds nothing left to send; then no send is in flight
-        except OSError:
-            pass
+                await self._flusher  # then no send of this stream is in flight, and its queue is free
         finally:
             out = self._out
             if out:
