@@ -423,8 +423,10 @@ async def bring_up(config, transport):
     """
     handlers = config["http"].get("max_handlers", 6)
     # Every buffer a connection needs is made now, while the heap is whole: a ring
-    # for each of the module's 8 ids and an output queue for each handler.
-    engine = Engine(transport, rings=8)
+    # for each of the module's 8 ids and an output queue for each handler. 1 KB rings
+    # receive as fast as 2 KB ones (0.98 of the line rate at 921600 with 2048, 1024
+    # or 512 bytes, read with readinto); the 8 KB they save is two more downloads.
+    engine = Engine(transport, rings=8, socket_rx=1024)
     engine.start()
     net = Net(engine, handlers, config["http"].get("idle_ms", 5000), queues=handlers)
     wifi = WiFi(engine)
