@@ -13,7 +13,7 @@ import sys
 from microdot import Microdot, Request, Response, send_file
 from microdot.microdot import urldecode
 from wizfi250.compat import ticks_diff, ticks_ms
-from wizfi250.engine import ECONNABORTED, SSEND_MAX, Engine
+from wizfi250.engine import ECONNABORTED, Engine
 from wizfi250.net import Net
 from wizfi250.sockets import KIND_NAMES
 from wizfi250.supervisor import Supervisor
@@ -269,8 +269,6 @@ class Connection:
     ``send_body``, which sends the file and closes the stream itself.
     """
 
-    buf = memoryview(bytearray(SSEND_MAX))
-
     def __init__(self, stream):
         self.stream = stream
         self.body = None  # the path of a file still to send
@@ -286,23 +284,11 @@ class Connection:
         return self.stream.get_extra_info(name)
 
     async def send_body(self):
-        """Send the file, chunk by chunk through one buffer shared by every connection.
-
-        ``Stream.awrite`` copies a chunk into the socket's queue before anything
-        else runs, so one buffer serves every download, where a buffer per read
-        (Microdot's own file loop) would fragment a small heap until a download
-        fails with MemoryError. Opened now and closed here: a board has few
-        file handles.
-        """
-        buf = self.buf
-        stream = self.stream
+        """Send the file, read chunk by chunk into the SSEND that carries it: no
+        buffer per download. Opened now and closed here: a board has few file handles."""
         with open(self.body, "rb") as f:
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
-                await stream.awrite(buf[:n])
-        await stream.aclose()
+            await self.stream.send_from(f)
+        await self.stream.aclose()
 
 
 def http_handler(app, head_ms):
