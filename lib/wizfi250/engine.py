@@ -285,24 +285,30 @@ class Engine:
             self._check_owner(sock)
             await self._ssend(sock, data, len(data), ip, port)
 
-    async def ssend_from(self, sock, queue, n):
-        """Send the first ``n`` bytes of the bytearray ``queue`` and remove them from it.
+    async def ssend_from(self, sock, queue, n, source=None):
+        """Send the first ``n`` bytes of the bytearray ``queue`` and remove them from it,
+        followed in the same SSEND by what ``source.readinto`` puts in the rest of
+        its ``SSEND_MAX`` bytes; return how many bytes came from ``source`` (0 at its end).
 
         The bytes are taken once the send has its turn, so two senders of one
         stream (a writer and its flush timer) keep their order, and they are
         copied into one buffer the engine keeps for every send: a stream
-        streaming a file allocates nothing per chunk that could fragment the heap.
+        streaming a file allocates nothing per chunk that could fragment the
+        heap, and needs no buffer of its own for it, however many stream at once.
         """
         async with self._lock:
             self._check_owner(sock)  # before taking a byte of the queue
             n = min(n, len(queue))
+            payload = self._payload
+            if payload is None:
+                payload = self._payload = memoryview(bytearray(SSEND_MAX))
             if n:
-                payload = self._payload
-                if payload is None:
-                    payload = self._payload = memoryview(bytearray(SSEND_MAX))
                 payload[:n] = memoryview(queue)[:n]
                 queue[:n] = b""
-                await self._ssend(sock, payload[:n], n, "", 0)
+            more = (source.readinto(payload[n:]) or 0) if source is not None else 0
+            if n + more:
+                await self._ssend(sock, payload[: n + more], n + more, "", 0)
+            return more
 
     def _check_owner(self, sock):
         """Raise unless ``sock`` still holds its id (the lock is held): a reused id
