@@ -366,9 +366,12 @@ async def udp_service(net, engine, port, target, every_s):
     async def status():
         while True:
             await asyncio.sleep(every_s)
-            stats = engine.stats()
-            text = b"wizfi250 frames=%d rx=%d tx=%d" % (stats["frames"], stats["rx_bytes"], stats["tx_bytes"])
-            await udp.sendto(text, target)
+            try:
+                stats = engine.stats()
+                text = b"wizfi250 frames=%d rx=%d tx=%d" % (stats["frames"], stats["rx_bytes"], stats["tx_bytes"])
+                await udp.sendto(text, target)
+            except MemoryError:
+                pass  # a full heap skips one datagram; it must not end the sender for good
 
     sender = asyncio.create_task(status()) if target else None
     try:

@@ -313,3 +313,24 @@ def test_a_close_whose_send_finds_no_heap_still_closes_and_keeps_its_queue():
         engine.stop()
 
     run(main())
+
+
+def test_a_close_whose_command_finds_no_heap_still_gives_back_the_ring():
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+
+        async def handler(reader, writer):
+            await reader.readline()
+            with NoHeapFor("_Transaction"):  # no heap for the SMGMT
+                await writer.aclose()
+
+        server = await net.start_server(handler, 80)
+        module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50000,16}GET / HTTP/1.0\n\r\n")
+        await asyncio.sleep(0.05)
+        eq(engine.table[1], None)
+        eq(len(engine._rings), 1)  # back for the next connection, not lost with this one
+        eq(server.active, 0)
+        engine.stop()
+
+    run(main())

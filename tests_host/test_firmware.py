@@ -225,3 +225,35 @@ def test_reset_mid_transfer_fails_cleanly_and_service_returns(tmp_path):
         assert fw.get("/big.bin")[2] == fw.big
     finally:
         fw.stop()
+
+
+def test_the_status_datagram_outlives_a_full_heap():
+    # The sender is a task of its own: a MemoryError that escaped it once ended
+    # the status datagrams for good ("Task exception wasn't retrieved", at 144K).
+    import main
+    from fakeuart import Module, engine_with
+    from wizfi250.net import Net
+
+    async def serve():
+        module = Module()
+        engine, _ = engine_with(module)
+        module.replies[b"AT+SCON=O,USN"] = b"\r\n[CONNECT 3]\r\n[OK]\r\n"
+        module.replies[b"AT+SSEND="] = lambda cmd: b"[%s]\r\n" % cmd[9:]
+        stats = engine.stats
+        calls = []
+
+        def no_heap_the_first_time():
+            calls.append(1)
+            if len(calls) == 1:
+                raise MemoryError
+            return stats()
+
+        engine.stats = no_heap_the_first_time
+        service = asyncio.create_task(main.udp_service(Net(engine), engine, 5007, ("10.0.0.9", 9999), 0.01))
+        await asyncio.sleep(0.1)
+        service.cancel()
+        engine.stop()
+        return len(calls), module.payloads
+
+    calls, payloads = asyncio.run(serve())
+    assert calls > 1 and payloads and all(p.startswith(b"wizfi250 frames=") for p in payloads)

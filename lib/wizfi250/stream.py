@@ -248,9 +248,9 @@ class Stream:
             if sock.open:
                 try:
                     await self.engine.close_socket(sock)
-                except OSError:
-                    pass  # already gone on the module
-            sock.release()
+                except (OSError, MemoryError):
+                    pass  # already gone on the module, or no heap for the command: the peer's close ends it
+            sock.release()  # the ring goes back to its pool in any case
 
     async def aclose(self):
         self.close()
