@@ -114,9 +114,9 @@ class Recorder:
         self.errors.append((code, text))
 
 
-def parse_all(data, cut=None, max_line=256):
+def parse_all(data, cut=None, max_line=256, size=512):
     rec = Recorder()
-    parser = P.Parser(rec, 512, max_line)
+    parser = P.Parser(rec, size, max_line)
     for piece in chunks(data, cut or (lambda n: n)):
         assert parser.feed(piece) == len(piece)
     return rec, parser
@@ -360,20 +360,20 @@ def test_a_long_line_with_a_header_cut_at_the_buffer_end_does_not_fill_it():
     # would complete: the line is overlong already, so it must go (reported) and
     # the buffer keep only the header, or it fills and the reader spins on it.
     # (A 256-byte buffer for 200-byte lines, as the engine tests use.)
-    line = b"x" * 229
     frame = b"{0,192.168.100.200,50000,00003}abc\r\n\r\n[OK]\r\n"  # 31-byte header, the longest
-    data = line + frame
-    for size in (199, len(data)):  # the first read ends inside the line, or nowhere
-        rec = Recorder()
-        parser = P.Parser(rec, 256, 200)
-        taken = took = parser.feed(data[:size])
-        while took and taken < len(data):  # as the reader: what fits, until nothing does
-            took = parser.feed(data[taken:])
-            taken += took
-        eq(taken, len(data))
-        eq(bytes(rec.payload[0]), b"abc")
-        eq(rec.lines[-1][0], P.OK)
-        eq(parser.errors[P.OVERLONG], 1)
+    # The line is 229 bytes, or 485: one full buffer already dropped as overlong.
+    for data in (b"x" * 229 + frame, b"x" * 485 + frame):
+        for size in (199, len(data)):  # the first read ends inside the line, or nowhere
+            rec = Recorder()
+            parser = P.Parser(rec, 256, 200)
+            taken = took = parser.feed(data[:size])
+            while took and taken < len(data):  # as the reader: what fits, until nothing does
+                took = parser.feed(data[taken:])
+                taken += took
+            eq(taken, len(data))
+            eq(bytes(rec.payload[0]), b"abc")
+            eq(rec.lines[-1][0], P.OK)
+            eq(parser.errors[P.OVERLONG], 1)
 
 
 def test_full_payload_target_pauses_the_parser():

@@ -222,11 +222,13 @@ class Parser:
                 h = self._header(br, tail) if br > head else -1  # at head: tried above
                 if h == 0:
                     # Keep the partial line in the buffer until the header is complete,
-                    # unless the line is too long already: the buffer holds a line of
-                    # max_line and a header after it, no more, and a full buffer that
-                    # parses to nothing would stop the reader for good.
-                    if not self._skip and len(self._part) + br - head > self.max_line:
-                        self._overlong(mv, head, br)
+                    # unless the line is too long already (or being dropped as such):
+                    # the buffer holds a line of max_line and a header after it, no
+                    # more, and a full buffer that parses to nothing would stop the
+                    # reader for good. Then only the header stays.
+                    if self._skip or len(self._part) + br - head > self.max_line:
+                        if not self._skip:
+                            self._overlong(mv, head, br)
                         head = br
                         continue
                     break
