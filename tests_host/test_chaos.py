@@ -29,7 +29,7 @@ WARM_UP = 100  # soak requests before the heap baseline is taken
 # frozen in flash. Here the .mpy bytecode sits in the heap too (driver, Microdot
 # and main: ~90 KB after gc), and the firmware at rest holds ~122 KB: 128K fails at
 # start-up. Measured with 1,000 requests: 168K lost one to a fragmented heap, 176K
-# and 192K none (192K five runs out of five, and 10,000 requests). WIZFI_SOAK_HEAP picks another.
+# and 192K none (192K four runs out of four, and 10,000 requests). WIZFI_SOAK_HEAP picks another.
 SOAK_HEAP = os.environ.get("WIZFI_SOAK_HEAP", "192K")
 # The soak's heap after gc may end at most this far below its baseline. The
 # issue asks for 2 KB; measured, ten readings in a row of the same quiet firmware
