@@ -69,11 +69,11 @@ class _File:
     Microdot streams a body from inside ``handle_request``, which holds the
     request and the response (their header dicts, the coroutines between
     them) until the last byte has gone: 3 KB more per download in flight
-    (6.6 KB instead of 3.6, measured). So the first time Microdot asks for a chunk, the file is handed to
-    the connection (``Connection.body``) and the body ends for Microdot; once
-    ``handle_request`` has returned, the connection sends the file (see
-    ``Connection.send_body``). A HEAD, or a client that left during the
-    headers, never asks: no file is opened.
+    (6.6 KB instead of 3.6, measured). So the first time Microdot asks for a
+    chunk, the file is handed to the connection (``Connection.body``) and the
+    body ends for Microdot; once ``handle_request`` has returned, the
+    connection sends the file (see ``Connection.send_body``). A HEAD, or a
+    client that left during the headers, never asks: no file is opened.
     """
 
     def __init__(self, path, connection):
