@@ -4,14 +4,21 @@ The parser asks this of every frame: the one check that decides whether a
 '{' starts a frame whose length is then taken on trust, so it is strict.
 """
 
+from .compat import const
+
+# '{7,255.255.255.255,65535,16384}' is 31 bytes: a '}' must come within 32.
+HDR_MAX = const(32)
+# No frame is longer than a TLS record; a bigger len means a corrupt header.
+MAX_FRAME = const(16384)
+
 
 def scan(buf, i, tail, seen):
     """``len << 6 | size`` of the header at ``buf[i] == '{'`` if whole and valid, else -1.
 
     One int, not a tuple: nothing is allocated per frame but a new header's copy.
-    Within ``buf[i:tail]`` a '}' must come within 32 bytes (parser._HDR_MAX), after a
+    Within ``buf[i:tail]`` a '}' must come within ``HDR_MAX`` bytes, after a
     socket id 0-7, an IPv4 address in dotted decimal (7-15 bytes), a port of 1-5 digits
-    and 1-5 digits of length up to 16384 (parser.MAX_FRAME). ``Parser._header`` tells an
+    and 1-5 digits of length up to ``MAX_FRAME``. ``Parser._header`` tells an
     incomplete header from a bad one, which is rare and may be slow.
 
     ``seen`` is the caller's memory, ``new_seen()``: each socket's last valid header
@@ -19,7 +26,7 @@ def scan(buf, i, tail, seen):
     peer and mostly have one length (a bulk transfer's are all full), so most headers
     are taken after one find; only a new one goes through the byte loops.
     """
-    end = buf.find(b"}", i + 1, min(tail, i + 32)) + 1
+    end = buf.find(b"}", i + 1, min(tail, i + HDR_MAX)) + 1
     if not end or not 48 <= buf[i + 1] <= 55:
         return -1
     sid = buf[i + 1] - 48
@@ -78,6 +85,6 @@ def _check(buf, i, end):
         if c < 0 or c > 9:
             return -1
         length = length * 10 + c
-    if length > 16384:
+    if length > MAX_FRAME:
         return -1
     return length << 6 | (end - i + 1)  # a header is at most 32 bytes: 6 bits

@@ -34,7 +34,7 @@ The sink receives (all calls synchronous, from ``parse``):
 from .compat import const
 from .ring import Ring
 
-from .header import new_seen, scan as _scan
+from .header import HDR_MAX, new_seen, scan as _scan
 
 # Line kinds.
 INFO = const(0)  # command output: WSTAT/SMGMT rows, FDNS result, echo, ...
@@ -63,10 +63,6 @@ NO_MEMORY = const(4)  # the heap ran out handling a line or frame: that one is l
 
 ERROR_NAMES = ("bad_header", "overlong", "bad_trailer", "unknown_line", "no_memory")
 
-# '{7,255.255.255.255,65535,16384}' is 31 bytes: a '}' must come within 32.
-_HDR_MAX = const(32)
-# No frame is longer than a TLS record; a bigger len means a corrupt header.
-MAX_FRAME = const(16384)  # also in header.scan
 
 _EVENTS = (
     (b"[CONNECT ", CONNECT),
@@ -96,11 +92,11 @@ DISCARD = _Discard()
 
 class Parser:
     def __init__(self, sink, size=4096, max_line=256):
-        if size < max_line + _HDR_MAX + 2:
+        if size < max_line + HDR_MAX + 2:
             # A line waits in the buffer until its end or max_line, with maybe a
             # frame header cut short after it: a smaller buffer could fill with
             # neither, and the reader would wait forever for room.
-            raise ValueError("UART buffer of %d bytes: lines of %d need %d" % (size, max_line, max_line + _HDR_MAX + 2))
+            raise ValueError("UART buffer of %d bytes: lines of %d need %d" % (size, max_line, max_line + HDR_MAX + 2))
         self.rx = Ring(size)  # the UART receive buffer: fill it with rx.space()/rx.commit()
         self.sink = sink
         self.max_line = max_line
@@ -333,11 +329,11 @@ class Parser:
             else:
                 self._trailer = 2
             return h & 63
-        end = buf.find(b"}", i + 1, min(tail, i + _HDR_MAX)) + 1  # report up to its '}'
+        end = buf.find(b"}", i + 1, min(tail, i + HDR_MAX)) + 1  # report up to its '}'
         if not end:
             end = tail
             # No '}' yet: it may still grow into a header if it is an id, ',' then digits, dots, commas.
-            if tail - i < _HDR_MAX and (i + 1 >= tail or 48 <= buf[i + 1] <= 55) and (i + 2 >= tail or buf[i + 2] == 44):
+            if tail - i < HDR_MAX and (i + 1 >= tail or 48 <= buf[i + 1] <= 55) and (i + 2 >= tail or buf[i + 2] == 44):
                 for k in range(i + 3, tail):
                     c = buf[k]
                     if not (48 <= c <= 57 or c == 46 or c == 44):
