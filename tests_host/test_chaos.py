@@ -25,12 +25,15 @@ RECOVERY_S = 10  # after a reset, a request must succeed again within this
 RETRY_S = 0.5  # a client waits this long after a failure, as a user or a script would
 LIVENESS_GAP_S = 5  # outside reset windows the firmware never goes silent longer
 WARM_UP = 100  # soak requests before the heap baseline is taken
-# The issue asks for 128K, the firmware's budget on a board, where the code is
-# frozen in flash. Here the .mpy bytecode sits in the heap too (driver, Microdot
-# and main: ~90 KB after gc), and the firmware at rest holds ~122 KB: 128K fails at
-# start-up. Measured with 1,000 requests: 168K lost one to a fragmented heap, 176K
-# and 192K none (192K four runs out of four, and 10,000 requests). WIZFI_SOAK_HEAP picks another.
-SOAK_HEAP = os.environ.get("WIZFI_SOAK_HEAP", "192K")
+# The issue asks for 128K, a board's heap. By default the soak runs as a board with a
+# ROMFS partition does: the driver and Microdot in place from the image, the heap
+# besides it (tools/romfs_boot.py). Measured there with 1,000 requests: 144K four
+# runs out of four; 136K two of five (the sampler's own status page found no heap);
+# 128K lost 10 of 300 (Microdot's request found no 464-byte block). WIZFI_SOAK_FILES=1
+# runs them from .mpy files instead, whose code then sits in the heap (~90 KB after
+# gc on the 64-bit port): 168K lost one request of 1,000, 176K and 192K none.
+SOAK_HEAP = os.environ.get("WIZFI_SOAK_HEAP", "144K")
+SOAK_ROMFS = os.environ.get("WIZFI_SOAK_FILES", "") != "1"
 # The soak's heap after gc may end at most this far below its baseline. The
 # issue asks for 2 KB; measured, ten readings in a row of the same quiet firmware
 # differ by up to 10 KB, with no trend over 12,000 requests: the conservative
@@ -246,7 +249,7 @@ def heap_after_gc(fw, site, deadline_s=10):
 def test_soak_in_a_board_sized_heap(tmp_path, pytestconfig):
     requests = pytestconfig.getoption("soak")
     site = Site(tmp_path)
-    fw = Firmware(tmp_path, root=site.root, heap=SOAK_HEAP)
+    fw = Firmware(tmp_path, root=site.root, heap=SOAK_HEAP, romfs=SOAK_ROMFS)
     try:
         plan = site.mix(random.Random(10), requests, big_share=0.02)
         # Warm with more clients than the module has ids, so that every id is in use
@@ -267,8 +270,9 @@ def test_soak_in_a_board_sized_heap(tmp_path, pytestconfig):
         alive = fw.proc.poll() is None
         fw.stop()
     failed = [r for r in results if r[4] != "ok"]
-    print("\nsoak: %d requests in %.1f s under heapsize=%s: %d failed; heap free after gc: baseline %d,"
+    print("\nsoak: %d requests in %.1f s under heapsize=%s%s: %d failed; heap free after gc: baseline %d,"
           " final %d (%+d); lowest after gc under load %d" % (len(results), results[-1][1] - results[0][0], SOAK_HEAP,
+          " besides the ROMFS image" if SOAK_ROMFS else "",
           len(failed), baseline, final, final - baseline, lowest))  # fmt: skip
     assert alive, "the firmware process died"
     assert len(results) == requests and failed == [], failed[:5]

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
+import build as tools_build
 import pytest
 from mpy import MICROPYTHON, ROOT
 from ptytransport import PtyTransport
@@ -27,7 +28,7 @@ class Firmware:
     """main.py against the emulator: under MicroPython (a subprocess) or CPython (a thread)."""
 
     def __init__(self, tmp, baud=0, chaos=False, interpreter="micropython", root=None, debug=None, transcript=None,
-                 heap="256K"):  # fmt: skip
+                 heap="256K", romfs=False):  # fmt: skip
         self.http = free_port()
         self.udp = free_port()
         self.tcp_peer = socket.create_server(("127.0.0.1", 0))
@@ -55,7 +56,7 @@ class Firmware:
         if interpreter == "cpython":
             self._start_in_process(config)
         else:
-            self._start_micropython(tmp, heap)
+            self._start_micropython(tmp, heap, romfs)
         self.module.buf = b""
         self.wait_serving(30)
 
@@ -72,15 +73,18 @@ class Firmware:
         transport = asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
         self.task = asyncio.run_coroutine_threadsafe(main.main(config, transport), self.loop)
 
-    def _start_micropython(self, tmp, heap):
+    def _start_micropython(self, tmp, heap, romfs):
         build = tmp / "mpy"
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py"), str(build)], check=True)
         env = dict(os.environ, MICROPYPATH=".frozen:%s" % build, WIZFI_CONFIG=str(tmp / "config.json"))
+        cmd = [MICROPYTHON, "-X", "heapsize=" + heap, os.path.join(ROOT, "main.py"), "--uart", self.module.emu.serial_path]
+        if romfs:  # the code in place from a ROMFS image; heap is what a board has besides it
+            image = tools_build.romfs(str(build))
+            env["MICROPYPATH"] = ".frozen"
+            cmd[2:4] = ["heapsize=%d" % tools_build.romfs_heap(image, int(heap.rstrip("K"))), "tools/romfs_boot.py", image, "main.py"]
+        else:
+            tools_build.build(str(build))
         self.log = open(tmp / "firmware.log", "w")
-        self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=" + heap, os.path.join(ROOT, "main.py"), "--uart", self.module.emu.serial_path],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.http, path)

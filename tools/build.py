@@ -1,10 +1,19 @@
-"""Compile the driver and Microdot to .mpy for the firmware: python tools/build.py OUT.
+"""Compile the driver and Microdot to .mpy for the firmware: python tools/build.py OUT [--romfs].
 
 Bytecode imports in a fraction of the heap that compiling the sources on
 the target would take (Microdot: ~31 KB instead of ~192 KB). Unchanged
 files are skipped, so a rebuild after a one-line change is quick.
+
+With ``--romfs`` the .mpy go into ``OUT/lib`` and a ROMFS image of OUT is
+written to ``OUT.romfs``. A board that has a ROMFS partition (MicroPython
+1.25 and later, on builds that enable it) mounts it at /rom with /rom/lib on
+``sys.path`` and runs the bytecode where it lies in flash: the heap holds the
+functions and classes the code makes, not its bytecode and constants (the
+firmware at rest: 92 KB instead of 122 KB on the 64-bit unix port).
 """
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -47,5 +56,26 @@ def build(out):
                 os.remove(path)
 
 
+def romfs(out):
+    """Build the .mpy into ``out/lib`` and a ROMFS image of ``out``; returns the image's path."""
+    from mpremote.romfs import make_romfs
+
+    build(os.path.join(out, "lib"))
+    image = out.rstrip(os.sep) + ".romfs"
+    with contextlib.redirect_stdout(io.StringIO()):  # it lists every file it adds
+        data = make_romfs(out, mpy_cross=False)
+    with open(image, "wb") as f:
+        f.write(data)
+    return image
+
+
+def romfs_heap(image, board_kb=128):
+    """``-X heapsize`` for tools/romfs_boot.py: a board's heap plus the image it holds."""
+    return board_kb * 1024 + os.path.getsize(image)
+
+
 if __name__ == "__main__":
-    build(sys.argv[1])
+    if sys.argv[2:] == ["--romfs"]:
+        print(romfs(sys.argv[1]))
+    else:
+        build(sys.argv[1])

@@ -18,15 +18,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests_host", "emulator"))
 
+from build import romfs_heap  # noqa: E402
 from emu_support import Running, free_port  # noqa: E402
 
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 BUILD = os.path.join(ROOT, "build", "bench-mpy")
+ROMFS = os.path.join(ROOT, "build", "bench-romfs")
 
 
 def build():
     """Driver and Microdot as .mpy, as a board runs them (skips what is up to date)."""
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py"), BUILD], check=True)
+
+
+def build_romfs():
+    """Driver and Microdot as .mpy in a ROMFS image; returns the image's path."""
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "build.py"), ROMFS, "--romfs"]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def app_config(**http):
@@ -39,7 +47,9 @@ def app_config(**http):
 
 
 class Stack:
-    def __init__(self, baud, script="main.py", config=None, heap="256K", ready=b"serving", **emulator):
+    def __init__(self, baud, script="main.py", config=None, heap="256K", ready=b"serving", romfs=None, **emulator):
+        """``romfs``: an image from ``build_romfs``, run in place as a board with a ROMFS
+        partition would (tools/romfs_boot.py); ``heap`` is then the board's, without it."""
         self.http = free_port()
         self.module = Running(baud=baud, ports={80: self.http, 7: free_port()}, **emulator)
         self.tmp = tempfile.TemporaryDirectory()
@@ -48,6 +58,9 @@ class Stack:
             json.dump(config or app_config(), f)
         env = dict(os.environ, MICROPYPATH=".frozen:%s:%s" % (BUILD, ROOT), WIZFI_CONFIG=path)
         cmd = [MICROPYTHON, "-X", "heapsize=" + heap, script, "--uart", self.module.emu.serial_path]
+        if romfs:
+            env["MICROPYPATH"] = ".frozen:" + ROOT
+            cmd[2:4] = ["heapsize=%d" % romfs_heap(romfs, int(heap.rstrip("K"))), "tools/romfs_boot.py", romfs, script]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE)
         self.lines = []  # (time, line) for everything the firmware prints
         for line in self.proc.stdout:
