@@ -79,7 +79,7 @@ class Firmware:
         if romfs:  # the code in place from a ROMFS image; heap is what a board has besides it
             image = tools_build.romfs(str(build))
             env["MICROPYPATH"] = ".frozen"
-            cmd[2:4] = ["heapsize=%d" % tools_build.romfs_heap(image, int(heap.rstrip("K"))), "tools/romfs_boot.py", image, "main.py"]
+            cmd[1:4] = tools_build.romfs_args(image, heap, cmd[3])
         else:
             tools_build.build(str(build))
         self.log = open(tmp / "firmware.log", "w")

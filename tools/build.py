@@ -69,9 +69,11 @@ def romfs(out):
     return image
 
 
-def romfs_heap(image, board_kb=128):
-    """``-X heapsize`` for tools/romfs_boot.py: a board's heap plus the image it holds."""
-    return board_kb * 1024 + os.path.getsize(image)
+def romfs_args(image, heap, script):
+    """MicroPython's arguments to run ``script`` with ``image`` in place (tools/romfs_boot.py),
+    in ``heap`` ("128K": a board's) plus the image, which stands for the board's flash."""
+    size = int(heap.rstrip("K")) * 1024 + os.path.getsize(image)
+    return ["-X", "heapsize=%d" % size, os.path.join(ROOT, "tools", "romfs_boot.py"), image, script]
 
 
 if __name__ == "__main__":

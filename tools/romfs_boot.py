@@ -5,7 +5,7 @@ The image comes from ``tools/build.py OUT --romfs``. The unix port has no ROM,
 so the image is read into one block, the first thing in the heap and there for
 good: it stands for the board's flash. The bytecode runs where it lies in that
 block; only the objects the code makes take the rest of the heap. Give the heap
-the image's size on top of the board's (``build.romfs_heap``): what is left is then a
+the image's size on top of the board's (``build.romfs_args``): what is left is then a
 little less than that heap would leave alone.
 """
 

@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests_host", "emulator"))
 
-from build import romfs_heap  # noqa: E402
+from build import romfs_args  # noqa: E402
 from emu_support import Running, free_port  # noqa: E402
 
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
@@ -60,7 +60,7 @@ class Stack:
         cmd = [MICROPYTHON, "-X", "heapsize=" + heap, script, "--uart", self.module.emu.serial_path]
         if romfs:
             env["MICROPYPATH"] = ".frozen:" + ROOT
-            cmd[2:4] = ["heapsize=%d" % romfs_heap(romfs, int(heap.rstrip("K"))), "tools/romfs_boot.py", romfs, script]
+            cmd[1:4] = romfs_args(romfs, heap, script)
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE)
         self.lines = []  # (time, line) for everything the firmware prints
         for line in self.proc.stdout:
