@@ -79,7 +79,7 @@ class Firmware:
         if romfs:  # the code in place from a ROMFS image; heap is what a board has besides it
             image = tools_build.romfs(str(build))
             env["MICROPYPATH"] = ".frozen"
-            cmd[1:4] = tools_build.romfs_args(image, heap, cmd[3])
+            cmd[1:4] = tools_build.romfs_args(image, heap)
         else:
             tools_build.build(str(build))
         self.log = open(tmp / "firmware.log", "w")

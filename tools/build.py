@@ -4,12 +4,15 @@ Bytecode imports in a fraction of the heap that compiling the sources on
 the target would take (Microdot: ~31 KB instead of ~192 KB). Unchanged
 files are skipped, so a rebuild after a one-line change is quick.
 
-With ``--romfs`` the .mpy go into ``OUT/lib`` and a ROMFS image of OUT is
-written to ``OUT.romfs``. A board that has a ROMFS partition (MicroPython
-1.25 and later, on builds that enable it) mounts it at /rom with /rom/lib on
-``sys.path`` and runs the bytecode where it lies in flash: the heap holds the
-functions and classes the code makes, not its bytecode and constants (the
-firmware at rest: 92 KB instead of 122 KB on the 64-bit unix port).
+With ``--romfs`` the .mpy go into ``OUT/lib``, with main.py among them as
+``app.mpy``, and a ROMFS image of OUT is written to ``OUT.romfs``. A board that
+has a ROMFS partition (MicroPython 1.25 and later, on builds that enable it)
+mounts it at /rom with /rom/lib on ``sys.path`` and runs the bytecode where it
+lies in flash: the heap holds the functions and classes the code makes, not
+its bytecode and constants. A board runs only a main.py from its filesystem,
+so there ``tools/romfs_main.py`` stands in for it and starts ``app``: main.py
+compiled on the board would put its bytecode, 8 KB, back in the heap (the
+firmware at rest on the 64-bit unix port: 84 KB this way, 122 KB from files).
 """
 
 import contextlib
@@ -37,9 +40,10 @@ def sources():
         yield os.path.join(folder, name), os.path.join("microdot", name)
 
 
-def build(out):
+def build(out, app=False):
+    """Compile what is out of date into ``out``; with ``app``, main.py too, as app.mpy."""
     wanted = set()
-    for src, rel in sources():
+    for src, rel in list(sources()) + ([(os.path.join(ROOT, "main.py"), "app.py")] if app else []):
         dst = os.path.join(out, rel[:-3] + ".mpy")
         wanted.add(os.path.abspath(dst))
         if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
@@ -57,10 +61,10 @@ def build(out):
 
 
 def romfs(out):
-    """Build the .mpy into ``out/lib`` and a ROMFS image of ``out``; returns the image's path."""
+    """Build the .mpy and app.mpy into ``out/lib`` and a ROMFS image of ``out``; returns the image's path."""
     from mpremote.romfs import make_romfs
 
-    build(os.path.join(out, "lib"))
+    build(os.path.join(out, "lib"), app=True)
     image = out.rstrip(os.sep) + ".romfs"
     with contextlib.redirect_stdout(io.StringIO()):  # it lists every file it adds
         data = make_romfs(out, mpy_cross=False)
@@ -69,9 +73,10 @@ def romfs(out):
     return image
 
 
-def romfs_args(image, heap, script):
-    """MicroPython's arguments to run ``script`` with ``image`` in place (tools/romfs_boot.py),
-    in ``heap`` ("128K": a board's) plus the image, which stands for the board's flash."""
+def romfs_args(image, heap, script=os.path.join(ROOT, "tools", "romfs_main.py")):
+    """MicroPython's arguments to run ``script`` (by default the board's main.py, which
+    starts ``app`` from the image) with ``image`` in place (tools/romfs_boot.py), in
+    ``heap`` ("128K": a board's) plus the image, which stands for the board's flash."""
     size = int(heap.rstrip("K")) * 1024 + os.path.getsize(image)
     return ["-X", "heapsize=%d" % size, os.path.join(ROOT, "tools", "romfs_boot.py"), image, script]
 

@@ -8,7 +8,10 @@ the collector. Collecting that often costs time, never memory.
 import asyncio
 import gc
 
-import main
+try:
+    import app as main  # a ROMFS run: main.py is in the image, compiled (tools/build.py --romfs)
+except ImportError:
+    import main
 
 EVERY_MS = 20
 
