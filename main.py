@@ -13,7 +13,7 @@ import sys
 
 from microdot import Microdot, Request, Response, send_file
 from microdot.microdot import urldecode
-from wizfi250.compat import ticks_diff, ticks_ms
+from wizfi250.compat import sleep_ms, ticks_diff, ticks_ms
 from wizfi250.engine import ECONNABORTED, Engine
 from wizfi250.net import Net
 from wizfi250.sockets import KIND_NAMES
@@ -132,6 +132,12 @@ def make_app(engine, wifi, supervisor, started, root, transcript=None, save_to=N
     Response.types_map["svg"] = "image/svg+xml"
     Response.types_map["ico"] = "image/x-icon"
 
+    @app.errorhandler(MemoryError)
+    async def no_heap(request, exc):
+        # A route's objects found no heap while every handler was busy: the request
+        # was fine, and Microdot's 500 would say it was not. Again in a moment, it will do.
+        return "", 503, {"Retry-After": "1"}
+
     @app.route("/api/status")
     async def status(request):
         # Sent in pieces, one per socket: the whole document as one string needs
@@ -171,7 +177,9 @@ def make_app(engine, wifi, supervisor, started, root, transcript=None, save_to=N
 MAX_HEAD = 4096  # request line and headers together; a browser sends under 1.5 KB
 HEAD_ERRORS = {
     408: b"Request Timeout", 413: b"Content Too Large", 414: b"URI Too Long", 431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
 }  # fmt: skip
+REQUEST_WAIT_MS = 2000  # how long a request may wait for the heap to make its Request
 
 
 class HeadTooLarge(Exception):
@@ -192,6 +200,7 @@ class HeadReader:
         self.stream = stream
         self.buf = b""
         self.pos = 0  # bytes of buf already handed to Microdot
+        self.head = None  # everything read_head read, until Microdot reads past it
 
     async def read_head(self):
         """Read up to the blank line; False if the client closed before it.
@@ -210,6 +219,7 @@ class HeadReader:
                 if start and end - start <= 1:  # "" or "\r": the blank line that ends the head
                     if _content_length(buf, end) > Request.max_content_length:
                         raise HeadTooLarge(413)
+                    self.head = buf
                     return True
                 start = end + 1
                 end = buf.find(b"\n", start)
@@ -235,6 +245,18 @@ class HeadReader:
         except OSError:
             pass  # released: the close is done
 
+    def rewind(self):
+        """Hand the head over again from its start; False once the stream was read past it."""
+        if self.head is None:
+            return False
+        self.buf = self.head
+        self.pos = 0
+        return True
+
+    def _streamed(self):
+        self.head = None  # what the stream gave went to Microdot alone: no rewind
+        return self.stream
+
     def _take(self, n):
         pos = self.pos
         data = self.buf[pos : pos + n]
@@ -248,18 +270,18 @@ class HeadReader:
         i = self.buf.find(b"\n", self.pos)
         if i >= 0:
             return self._take(i + 1 - self.pos)
-        return self._take(len(self.buf)) + await self.stream.readline()
+        return self._take(len(self.buf)) + await self._streamed().readline()
 
     async def readexactly(self, n):
         data = self._take(n)
         if len(data) < n:
-            data += await self.stream.readexactly(n - len(data))
+            data += await self._streamed().readexactly(n - len(data))
         return data
 
     async def read(self, n=-1):
         if self.buf:
             return self._take(len(self.buf) if n < 0 else n)
-        return await self.stream.read(n)
+        return await self._streamed().read(n)
 
 
 class Connection:
@@ -301,13 +323,15 @@ def http_handler(app, head_ms):
     async def handle(stream, writer):
         reader = HeadReader(stream)
         try:
-            if await asyncio.wait_for(reader.read_head(), head_ms / 1000):
+            if not await asyncio.wait_for(reader.read_head(), head_ms / 1000):
+                status = 0  # closed before the head ended: nobody to answer
+            else:
                 connection = Connection(writer)
-                await app.handle_request(reader, connection)
-                if connection.body is not None:
-                    await connection.send_body()
-                return
-            status = 0  # closed before the head ended: nobody to answer
+                if await handle_request(app, reader, connection):
+                    if connection.body is not None:
+                        await connection.send_body()
+                    return
+                status = 503
         except HeadTooLarge as e:
             status = e.args[0]
         except asyncio.TimeoutError:
@@ -321,6 +345,39 @@ def http_handler(app, head_ms):
             discard.cancel()
 
     return handle
+
+
+async def handle_request(app, reader, writer):
+    """Microdot's ``handle_request``, except that a Request that finds no heap is made
+    again instead of answered 400; False if it never could be (the caller answers 503).
+
+    On a small heap with every handler busy, the Request's objects (a 464-byte
+    dict among them) can fail in the holes the other requests leave, and
+    Microdot would then answer 400, as if the request were wrong. The requests
+    in flight soon end and give their heap back. The head is still whole in
+    ``reader``, so the Request is made from it again, every 10 ms for up to
+    ``REQUEST_WAIT_MS``, unless it had started reading a body from the stream.
+    """
+    req = None
+    for _ in range(REQUEST_WAIT_MS // 10):
+        try:
+            req = await Request.create(app, reader, writer, writer.get_extra_info("peername"))
+            break
+        except MemoryError:
+            if not reader.rewind():
+                return False
+            await sleep_ms(10)
+        except OSError:
+            raise  # the client left: nobody to answer
+        except Exception:
+            break  # a malformed request: dispatched without one, Microdot answers 400
+    else:
+        return False
+    res = await app.dispatch_request(req)
+    if res != Response.already_handled:
+        await res.write(writer)
+    await writer.aclose()
+    return True
 
 
 def _content_length(buf, end):
@@ -410,15 +467,19 @@ async def bring_up(config, transport):
     Returns ``(engine, net, wifi, supervisor)``; the supervisor keeps it so.
     """
     handlers = config["http"].get("max_handlers", 6)
-    # Every buffer a connection needs is made now, while the heap is whole: a ring
-    # for each of the module's 8 ids and an output queue for each handler. 1 KB rings
-    # receive as fast as 2 KB ones (0.98 of the line rate at 921600 with 2048, 1024
-    # or 512 bytes, read with readinto); the 8 KB they save is two more downloads.
+    # Every buffer a connection needs is made now, while the heap is whole: an output
+    # queue for each handler, and a ring for each of the module's 8 ids and two more,
+    # because the module gives a closed id to the next connection at once, while the
+    # old one's handler may still hold its ring (with 8, one soak of 1,000 requests at
+    # 128K in ten lost a connection for want of one). 1 KB rings receive as fast as
+    # 2 KB ones (0.98 of the line rate at 921600, read with readinto); 512-byte ones
+    # would too, but Chromium's request heads no longer fit in them, and a head that
+    # waits for a handler then holds the UART (three browsers stalled, measured).
     # Collected first, the garbage of start-up (imports, the configuration) leaves
     # room low in the heap for these long-lived buffers, not holes between them:
     # six downloads then run at 152K, where they failed for fragmentation.
     gc.collect()
-    engine = Engine(transport, rings=8, socket_rx=1024)
+    engine = Engine(transport, rings=10, socket_rx=1024)
     engine.start()
     net = Net(engine, handlers, config["http"].get("idle_ms", 5000), queues=handlers)
     wifi = WiFi(engine)

@@ -25,14 +25,12 @@ RECOVERY_S = 10  # after a reset, a request must succeed again within this
 RETRY_S = 0.5  # a client waits this long after a failure, as a user or a script would
 LIVENESS_GAP_S = 5  # outside reset windows the firmware never goes silent longer
 WARM_UP = 100  # soak requests before the heap baseline is taken
-# The issue asks for 128K, a board's heap. By default the soak runs as a board with a
-# ROMFS partition does: the driver and Microdot in place from the image, the heap
-# besides it (tools/romfs_boot.py). Measured there with 1,000 requests: 144K four
-# runs out of four; 136K two of five (the sampler's own status page found no heap);
-# 128K lost 10 of 300 (Microdot's request found no 464-byte block). WIZFI_SOAK_FILES=1
-# runs them from .mpy files instead, whose code then sits in the heap (~90 KB after
-# gc on the 64-bit port): 168K lost one request of 1,000, 176K and 192K none.
-SOAK_HEAP = os.environ.get("WIZFI_SOAK_HEAP", "144K")
+# A board's heap, as the issue asks. By default the soak runs as a board with a ROMFS
+# partition does: the driver, Microdot and the application in place from the image,
+# the heap besides it (tools/romfs_boot.py). WIZFI_SOAK_FILES=1 runs them from .mpy
+# files instead, whose code then sits in the heap (~90 KB after gc on the 64-bit
+# port): give it WIZFI_SOAK_HEAP=192K (168K lost one request of 1,000).
+SOAK_HEAP = os.environ.get("WIZFI_SOAK_HEAP", "128K")
 SOAK_ROMFS = os.environ.get("WIZFI_SOAK_FILES", "") != "1"
 # The soak's heap after gc may end at most this far below its baseline. The
 # issue asks for 2 KB; measured, ten readings in a row of the same quiet firmware
@@ -228,6 +226,19 @@ def test_chaos_1000_requests_six_clients_three_resets(tmp_path):
     assert ok >= CHAOS_REQUESTS * 0.9
 
 
+def status_after_gc(fw):
+    """/api/status?gc=1, asked again while the firmware says 503 (its heap is busy for a
+    moment), as a monitor would; the soak's own requests get no second chance."""
+    for _ in range(50):
+        try:
+            return json.loads(fw.get("/api/status?gc=1")[2])
+        except urllib.error.HTTPError as e:
+            if e.code != 503:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("the status page answered 503 for 5 s")
+
+
 def heap_after_gc(fw, site, deadline_s=10):
     """Free heap after a collection, once every other connection has closed (the
     asking request itself is the one server socket left). MicroPython's collector
@@ -238,7 +249,7 @@ def heap_after_gc(fw, site, deadline_s=10):
     deadline = time.monotonic() + deadline_s
     while len(readings) < 6:
         Load(fw, site, [("/favicon.ico", False)] * 10, 1).join()
-        status = json.loads(fw.get("/api/status?gc=1")[2])
+        status = status_after_gc(fw)
         served = [s for s in status["sockets"] if s["kind"] == "tcp-server"]
         if len(served) <= 1 or time.monotonic() > deadline:
             readings.append(status["heap_free"])
@@ -262,7 +273,7 @@ def test_soak_in_a_board_sized_heap(tmp_path, pytestconfig):
         load = Load(fw, site, plan[WARM_UP:], CLIENTS - 1)
         lowest = baseline  # the heap the live objects leave free under load, sampled every 2 s
         while any(t.is_alive() for t in load.threads):
-            lowest = min(lowest, json.loads(fw.get("/api/status?gc=1")[2])["heap_free"])
+            lowest = min(lowest, status_after_gc(fw)["heap_free"])
             time.sleep(2)
         results = warm + load.join()
         final = heap_after_gc(fw, site)

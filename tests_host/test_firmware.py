@@ -17,6 +17,7 @@ import urllib.request
 import build as tools_build
 import pytest
 from mpy import MICROPYTHON, ROOT
+from noheap import NoHeapFor
 from ptytransport import PtyTransport
 from emu_support import Running, free_port
 
@@ -260,3 +261,48 @@ def test_the_status_datagram_outlives_a_full_heap():
 
     calls, payloads = asyncio.run(serve())
     assert calls > 1 and payloads and all(p.startswith(b"wizfi250 frames=") for p in payloads)
+
+
+def test_a_request_that_finds_no_heap_waits_for_it_then_gets_503(tmp_path, monkeypatch):
+    # On a full heap Microdot would answer 400 (no heap for its Request), as if the
+    # request were wrong: it is made again a little later, and only then refused.
+    import main
+
+    made = main.Request.create
+
+    class NoHeap(main.Request):
+        tries = 0
+
+        @staticmethod
+        async def create(*args):
+            NoHeap.tries += 1
+            if NoHeap.tries <= NoHeap.failing:
+                raise MemoryError
+            return await made(*args)
+
+    fw = Firmware(tmp_path, interpreter="cpython")
+    try:
+        monkeypatch.setattr(main, "Request", NoHeap)
+        NoHeap.failing = 3  # the heap comes back in time: served, whole
+        assert fw.get("/index.html")[2] == b"<h1>hello</h1>" and NoHeap.tries == 4
+        NoHeap.tries, NoHeap.failing = 0, 1000  # it never does
+        monkeypatch.setattr(main, "REQUEST_WAIT_MS", 100)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            fw.get("/index.html")
+        assert refused.value.code == 503 and NoHeap.tries == 10
+    finally:
+        fw.stop()
+
+
+def test_a_route_that_finds_no_heap_answers_503(tmp_path, monkeypatch):
+    # Microdot's answer would be 500, a fault of the server; it is a busy moment.
+    import main
+
+    fw = Firmware(tmp_path, interpreter="cpython")
+    try:
+        monkeypatch.setattr(main, "_heap_free", NoHeapFor._fail)
+        with pytest.raises(urllib.error.HTTPError) as busy:
+            fw.get("/api/status")
+        assert busy.value.code == 503 and busy.value.headers["Retry-After"] == "1"
+    finally:
+        fw.stop()
