@@ -80,6 +80,43 @@ def test_deploy_serves_the_site_and_resends_only_what_changed(tmp_path, board):
         module.close()
 
 
+def test_romfs_deploy_serves_from_the_image_and_rewrites_it_only_when_changed(tmp_path):
+    board = VirtualBoard(tmp_path / "board", heap="512K", romfs=128 * 1024)  # the partition sits in the heap
+    http = free_port()
+    module = Running(baud=0, ports={80: http})
+    try:
+        config = {
+            "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
+            "uart": {"path": module.emu.serial_path, "baud": 921600},
+            "http": {"port": 80, "idle_ms": 2000},
+        }  # fmt: skip
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(config))
+        sent = deploy(board.port, "--config", str(path), "--reset", "--romfs")
+        assert sent[0] == "romfs" and not [name for name in sent if name.startswith("lib/")], sent
+        # main.py only starts the application, which can come from nowhere but the image.
+        with open(os.path.join(ROOT, "tools", "romfs_main.py")) as f:
+            assert (tmp_path / "board" / "main.py").read_text() == f.read()
+        with open(os.path.join(ROOT, "www", "index.html"), "rb") as f:
+            assert fetch(http, "/", 60, board) == f.read()
+
+        config["http"]["idle_ms"] = 3000
+        path.write_text(json.dumps(config))
+        assert deploy(board.port, "--config", str(path), "--reset", "--romfs") == ["config.json"]
+        with open(os.path.join(ROOT, "www", "css", "site.css"), "rb") as f:
+            assert fetch(http, "/css/site.css", 60, board) == f.read()
+    finally:
+        module.close()
+        board.close()
+
+
+def test_romfs_deploy_to_a_board_without_a_partition_is_a_clear_error_and_sends_nothing(board, tmp_path):
+    run = subprocess.run(DEPLOY + [board.port, "--romfs"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "no ROMFS partition" in run.stderr and "deploy without --romfs" in run.stderr
+    assert not (tmp_path / "board" / "main.py").exists()
+
+
 def run_deploy(port):
     return subprocess.run(DEPLOY + [port], capture_output=True, text=True, timeout=60)
 

@@ -1,4 +1,4 @@
-"""Deploy the firmware to a board over its serial port: tools/deploy PORT [--reset].
+"""Deploy the firmware to a board over its serial port: tools/deploy PORT [--reset] [--romfs].
 
 The driver and Microdot go as .mpy (compiled by tools/build.py: a board
 imports bytecode in a fraction of the heap that compiling the sources would
@@ -6,6 +6,13 @@ take); main.py, boot.py, the configuration and www/ go as they are. A file
 whose SHA-256 on the board already matches is not sent again, so deploying
 after a one-line change sends one file. The board is reached through
 mpremote's own serial transport, as `mpremote cp` would, in one session.
+
+With ``--romfs`` the driver, Microdot and the application go into the
+board's ROMFS partition instead, as one image (tools/build.py --romfs),
+written by mpremote's own ``romfs deploy`` unless the partition already
+holds it; main.py is then the two lines that start the application there
+(tools/romfs_main.py). The code runs in place from flash and leaves the
+heap to the connections (see README, "On a board with a ROMFS partition").
 """
 
 import argparse
@@ -13,14 +20,16 @@ import contextlib
 import hashlib
 import io
 import os
+import subprocess
 import sys
 import time
 
-from build import ROOT, build, sources
+from build import BIN, ROOT, build, romfs, sources
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
 MPY_DIR = os.path.join(ROOT, "build", "mpy")
+ROMFS_DIR = os.path.join(ROOT, "build", "romfs")
 ANSWER_S = 5  # how long a board may take to show its raw REPL
 CHUNK = 1024  # bytes per write on the board: few round trips, little heap for each
 
@@ -29,15 +38,24 @@ class NoBoard(Exception):
     """Nothing usable answers on the port; the message says what was seen."""
 
 
-def manifest(config):
-    """(local path, board path) for every file the firmware needs, in a stable order."""
-    build(MPY_DIR)
+class NoRomfs(Exception):
+    """--romfs, and the board has no ROMFS partition."""
+
+
+def manifest(config, in_romfs=False):
+    """(local path, board path) for every file the firmware needs, in a stable order.
+    ``in_romfs``: the code is in the ROMFS image, and main.py only starts it."""
     files = []
-    for _, rel in sources():
-        mpy = rel[:-3] + ".mpy"
-        files.append((os.path.join(MPY_DIR, mpy), "lib/" + mpy.replace(os.sep, "/")))
-    for name in ("boot.py", "main.py"):
-        files.append((os.path.join(ROOT, name), name))
+    if in_romfs:
+        files.append((os.path.join(ROOT, "boot.py"), "boot.py"))
+        files.append((os.path.join(ROOT, "tools", "romfs_main.py"), "main.py"))
+    else:
+        build(MPY_DIR)
+        for _, rel in sources():
+            mpy = rel[:-3] + ".mpy"
+            files.append((os.path.join(MPY_DIR, mpy), "lib/" + mpy.replace(os.sep, "/")))
+        for name in ("boot.py", "main.py"):
+            files.append((os.path.join(ROOT, name), name))
     files.append((config, "config.json"))
     www = os.path.join(ROOT, "www")
     for folder, dirs, names in os.walk(www):
@@ -77,6 +95,25 @@ def board_sha256(transport, path):
         return transport.fs_hashfile(path, "sha256")
     except OSError:
         return None
+
+
+def romfs_is_current(transport, image):
+    """True if the board's ROMFS partition already holds ``image``; NoRomfs if it has none."""
+    transport.exec("import vfs, hashlib")
+    if not transport.eval("hasattr(vfs, 'rom_ioctl') and vfs.rom_ioctl(1) > 0"):
+        raise NoRomfs("this board has no ROMFS partition (MicroPython 1.25+ built with one): deploy without --romfs")
+    # Hashed where it lies: a copy of the image would take the board's heap.
+    held = transport.eval("hashlib.sha256(memoryview(vfs.rom_ioctl(2, 0))[:%d]).digest()" % len(image))
+    return held == hashlib.sha256(image).digest()
+
+
+def write_romfs(port, path):
+    """The image into the board's partition, by mpremote's own ``romfs deploy``."""
+    run = subprocess.run([os.path.join(BIN, "mpremote"), "connect", port, "romfs", "deploy", path],
+                         capture_output=True, text=True)  # fmt: skip
+    if run.returncode:
+        raise NoBoard("mpremote romfs deploy failed: %s" % (run.stdout + run.stderr).strip()[-300:])
+    print("sent romfs", flush=True)  # the partition, as "sent FILE" for a file
 
 
 def ensure_dirs(transport, path, made):
@@ -141,16 +178,31 @@ def main(argv=None):
     parser.add_argument("--config", default=os.path.join(ROOT, "config.json"),
                         help="file to install as /config.json (default: config.json)")  # fmt: skip
     parser.add_argument("--reset", action="store_true", help="soft-reset afterwards so main.py starts")
+    parser.add_argument("--romfs", action="store_true", help="the code into the board's ROMFS partition, run in place")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    files = manifest(args.config)
+    files = manifest(args.config, args.romfs)
+    image = romfs(ROMFS_DIR) if args.romfs else None
+    transport = None
     try:
         transport = connect(args.port)
-    except NoBoard as e:
+        if image is not None:
+            with open(image, "rb") as f:
+                current = romfs_is_current(transport, f.read())
+            if not current:  # mpremote takes the port for its own session, then we take it back
+                transport.close()
+                transport = None
+                write_romfs(args.port, image)
+                transport = connect(args.port)
+    except (NoBoard, NoRomfs) as e:
+        if transport is not None:
+            transport.close()
         print("deploy:", e, file=sys.stderr)
         return 2
     try:
         sent, unchanged = deploy(transport, files)
+        if image is not None:
+            (unchanged if current else sent).insert(0, "romfs")
         remove_shadows(transport, files)
         if args.reset:
             soft_reset(transport)

@@ -13,14 +13,20 @@ What it emulates:
   then ``main.py`` runs unless the reset came from the raw REPL (as on rp2,
   esp32 and stm32 ports), and the REPL comes back in the mode it was in;
 - Ctrl-C interrupts running code (the pty is the interpreter's controlling
-  terminal, so the unix port gets SIGINT as it would in a terminal).
+  terminal, so the unix port gets SIGINT as it would in a terminal);
+- with ``romfs``, a ROMFS partition of that many bytes (``SANDBOX.rom`` on the
+  host): ``vfs.rom_ioctl`` as a build with ``MICROPY_VFS_ROM`` has it, so
+  ``mpremote romfs deploy`` writes it, and at start-up a valid image is mounted
+  at ``/rom`` with ``/rom`` and ``/rom/lib`` on ``sys.path``. The partition is
+  read into the heap (the unix port has no flash to map), so give ``heap`` room.
 
 What it does not emulate: ``machine`` (no UART, Pin or reset), hard reset,
+the ROMFS partition's erase and write timing,
 flash size and wear, USB re-enumeration, a 32-bit heap (the unix port is
 64-bit; ``heap`` only bounds the GC heap), and the exact bytes of the REPL
 banner (the unix port's own).
 
-    python tools/vboard.py SANDBOX [--link PATH] [--heap 256K]
+    python tools/vboard.py SANDBOX [--link PATH] [--heap 256K] [--romfs 128K]
 """
 
 import os
@@ -40,6 +46,7 @@ MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 # Run by the interpreter at each start-up: the board's filesystem and start-up files.
 STARTUP = """\
 import os, sys, vfs
+%(romfs)s
 vfs.umount('/')
 vfs.mount(vfs.VfsPosix(%(root)r), '/')
 vfs.mount(vfs.VfsPosix('/dev'), '/dev')
@@ -54,19 +61,66 @@ def _board_run(name):
         exec(code, {'__name__': '__main__'})
     except BaseException as e:
         sys.print_exception(e)
+%(mount)s
 _board_run('boot.py')
 %(main)s
 del _board_run
+"""
+
+# With a ROMFS partition: ``vfs`` as such a build has it, the partition in a host file.
+# Set up before ``/`` is the sandbox, while the host file can still be reached.
+ROMFS = """\
+class _RomVfs:
+    def __init__(self, real, folder, name):
+        self.real, self.host, self.name = real, real.VfsPosix(folder), '/' + name
+        with self.host.open(self.name, 'rb') as f:
+            self.rom = bytearray(f.read())
+    def __getattr__(self, attr):
+        return getattr(self.real, attr)
+    def rom_ioctl(self, op, *args):
+        if op == 1:  # how many partitions
+            return 1
+        if args and args[0] != 0:
+            return -19  # ENODEV
+        if op == 2:  # the partition, to read in place
+            return memoryview(self.rom)
+        if op == 3:  # prepare to write (id, length) or (id, offset, length): erase
+            start, n = (0, args[1]) if len(args) == 2 else args[1:3]
+            self._store(start, b'\\xff' * n)
+            return 4  # the smallest write
+        if op == 4:  # write (id, offset, data)
+            self._store(args[1], args[2])
+            return 0
+        if op == 5:  # writing done
+            return 0
+        if op == 6:  # block size
+            return 4096
+        return -22  # EINVAL
+    def _store(self, offset, data):
+        self.rom[offset:offset + len(data)] = data
+        with self.host.open(self.name, 'r+b') as f:
+            f.seek(offset)
+            f.write(data)
+vfs = sys.modules['vfs'] = _RomVfs(vfs, %(folder)r, %(name)r)
+"""
+MOUNT_ROMFS = """\
+if vfs.rom_ioctl(2, 0)[:3] == b'\\xd2\\xcd\\x31':  # a ROMFS image: mounted as the board's own start-up does
+    vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2, 0)), '/rom')
+    sys.path[2:2] = ['/rom', '/rom/lib']
 """
 
 
 class VirtualBoard:
     """The unix port behind a pty at ``self.port``; restarts it on each soft reset."""
 
-    def __init__(self, sandbox, heap="256K", link=None):
+    def __init__(self, sandbox, heap="256K", link=None, romfs=0):
         self.sandbox = os.path.abspath(sandbox)
         os.makedirs(os.path.join(self.sandbox, "lib"), exist_ok=True)
         self.heap = heap
+        self.rom = self.sandbox + ".rom" if romfs else None  # the ROMFS partition, erased at first
+        if self.rom and not (os.path.exists(self.rom) and os.path.getsize(self.rom) == romfs):
+            with open(self.rom, "wb") as f:
+                f.write(b"\xff" * romfs)
         self.link = link
         self.raw = False  # the REPL mode the host last asked for
         self.resets = 0
@@ -98,7 +152,11 @@ class VirtualBoard:
         termios.tcsetattr(self._child_tty, termios.TCSANOW, attrs)
         script = os.path.join(self._scratch, "startup.py")
         with open(script, "w") as f:
-            f.write(STARTUP % {"root": self.sandbox, "main": "_board_run('main.py')" if run_main else ""})
+            rom = {"folder": os.path.dirname(self.rom), "name": os.path.basename(self.rom)} if self.rom else None
+            f.write(STARTUP % {
+                "root": self.sandbox, "main": "_board_run('main.py')" if run_main else "",
+                "romfs": ROMFS % rom if rom else "", "mount": MOUNT_ROMFS if rom else "",
+            })  # fmt: skip
         # In a new session, opening the tty by name makes it the controlling
         # terminal, which is what turns Ctrl-C into SIGINT for the interpreter.
         self.proc = subprocess.Popen(
@@ -172,8 +230,9 @@ def main():
     parser.add_argument("sandbox", help="host folder that is the board's filesystem")
     parser.add_argument("--link", help="make a symlink to the pty here")
     parser.add_argument("--heap", default="256K", help="MicroPython GC heap (default 256K)")
+    parser.add_argument("--romfs", help="a ROMFS partition of this size, e.g. 128K (SANDBOX.rom on the host)")
     args = parser.parse_args()
-    board = VirtualBoard(args.sandbox, args.heap, args.link)
+    board = VirtualBoard(args.sandbox, args.heap, args.link, int(args.romfs.rstrip("K")) * 1024 if args.romfs else 0)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("port", board.port, flush=True)
     print("ready", flush=True)
