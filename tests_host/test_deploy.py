@@ -37,6 +37,18 @@ def fetch(port, path, seconds, board):
             time.sleep(0.2)
 
 
+def write_config(tmp_path, module):
+    """A config.json whose UART is the emulator's pty (a path: a serial device, not machine.UART)."""
+    config = {
+        "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
+        "uart": {"path": module.emu.serial_path, "baud": 921600},
+        "http": {"port": 80, "idle_ms": 2000},
+    }  # fmt: skip
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return config, path
+
+
 @pytest.fixture
 def board(tmp_path):
     b = VirtualBoard(tmp_path / "board")
@@ -48,13 +60,7 @@ def test_deploy_serves_the_site_and_resends_only_what_changed(tmp_path, board):
     http = free_port()
     module = Running(baud=0, ports={80: http})
     try:
-        config = {
-            "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
-            "uart": {"path": module.emu.serial_path, "baud": 921600},
-            "http": {"port": 80, "idle_ms": 2000},
-        }  # fmt: skip
-        path = tmp_path / "config.json"
-        path.write_text(json.dumps(config))
+        config, path = write_config(tmp_path, module)
 
         root = tmp_path / "board"
         stale = root / "lib" / "wizfi250" / "engine.py"  # as `mpremote mip install` leaves it
@@ -85,13 +91,7 @@ def test_romfs_deploy_serves_from_the_image_and_rewrites_it_only_when_changed(tm
     http = free_port()
     module = Running(baud=0, ports={80: http})
     try:
-        config = {
-            "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
-            "uart": {"path": module.emu.serial_path, "baud": 921600},
-            "http": {"port": 80, "idle_ms": 2000},
-        }  # fmt: skip
-        path = tmp_path / "config.json"
-        path.write_text(json.dumps(config))
+        config, path = write_config(tmp_path, module)
         sent = deploy(board.port, "--config", str(path), "--reset", "--romfs")
         assert sent[0] == "romfs" and not [name for name in sent if name.startswith("lib/")], sent
         # main.py only starts the application, which can come from nowhere but the image.
