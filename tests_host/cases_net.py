@@ -9,8 +9,8 @@ from wizfi250.net import Net
 from wizfi250.sockets import ACCEPTED, LISTENER, TCP
 
 
-def net_with(module, **kw):
-    engine, _ = engine_with(module)
+def net_with(module, socket_rx=512, **kw):
+    engine, _ = engine_with(module, socket_rx)
     module.replies[b"AT+SMGMT="] = lambda cmd: b"[OK]\r\n\r\n[DISCONNECT %s]\r\n" % cmd[9:]
     # Like the module: the listener goes to the lowest free id.
     module.replies[b"AT+SCON=O,TSN"] = lambda cmd: b"[OK]\r\n\r\n[LISTEN %d]\r\n" % engine.table.index(None)
@@ -138,6 +138,36 @@ def test_a_burst_of_clients_is_accepted_one_relisten_after_another():
         await asyncio.sleep(0.1)
         eq(len([c for c in module.commands if c.startswith(b"AT+SCON=O,TSN")]), 4)  # start + one per accept
         eq([s.kind for s in engine.table[:4]], [ACCEPTED, ACCEPTED, ACCEPTED, LISTENER])
+        engine.stop()
+
+    run(main())
+
+
+def test_a_waiting_connection_whose_request_fills_its_ring_is_refused_at_once():
+    """Its frame's rest would hold the UART, and the busy handler's [OK] behind it:
+    nothing could end until the slot wait ran out, a second with the whole server still."""
+
+    async def main():
+        module = Module()
+        net, engine = net_with(module, socket_rx=64, max_handlers=1)
+        go = asyncio.Event()
+
+        async def handler(reader, writer):
+            await reader.read(10)
+            await go.wait()
+            await writer.awrite(b"response")
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n{0,10.0.0.4,50000,3}one\r\n")
+        await asyncio.sleep(0.02)
+        module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50001,100}" + b"c" * 100 + b"\r\n")
+        await asyncio.sleep(0.1)  # far below SLOT_WAIT_MS
+        eq(net.servers[0].refused, 1)
+        assert b"AT+SMGMT=1" in module.commands
+        go.set()
+        await asyncio.sleep(0.05)
+        eq(module.payloads, [b"response"])  # and the busy handler finished
         engine.stop()
 
     run(main())

@@ -32,14 +32,14 @@ class Server:
         self.refused = 0
         self._relistening = False
         self._relisten_again = False  # an accept came while a relisten was on the wire
-        self._ended = asyncio.Event()  # set when a handler ends
+        self._waiting = []  # sockets waiting for a handler; their ``changed`` is set when one ends
 
     def accept(self, sock):
         self.accepted += 1
         self._relisten_soon()
         asyncio.create_task(self._serve(Stream(self.net.engine, sock, pool=self.net.queues)))
 
-    async def _slot(self):
+    async def _slot(self, sock):
         """True once a handler slot is free, False if none frees up within SLOT_WAIT_MS.
 
         A browser opens its next connection as soon as it has read a response,
@@ -47,17 +47,25 @@ class Server:
         has finished closing: refusing at once failed ~1% of requests from six
         clients. Every id is precious (8 in all), so the wait is short: better a
         refused browser than a stuck one.
+
+        A connection whose request fills its ring while it waits (a head with
+        big cookies) is refused at once: the rest of its frame holds the UART,
+        and with it the [OK]s the busy handlers need to finish, so no slot could
+        free up, and the whole server would stand still until the wait ran out.
         """
         deadline = ticks_add(ticks_ms(), SLOT_WAIT_MS)
         while self.active >= self.max_handlers:
             left = ticks_diff(deadline, ticks_ms())
-            if left <= 0:
+            if left <= 0 or (sock.rx is not None and not sock.rx.free()):
                 return False
-            self._ended.clear()
+            sock.changed.clear()  # set by its data, its end, or a handler's end
+            self._waiting.append(sock)
             try:
-                await asyncio.wait_for(self._ended.wait(), left / 1000)
+                await asyncio.wait_for(sock.changed.wait(), left / 1000)
             except asyncio.TimeoutError:
                 pass
+            finally:
+                self._waiting.remove(sock)
         return True
 
     def _relisten_soon(self):
@@ -89,7 +97,7 @@ class Server:
             self._relistening = False
 
     async def _serve(self, stream):
-        if not await self._slot():
+        if not await self._slot(stream.sock):
             self.refused += 1
             await stream.aclose()
             self._freed()
@@ -109,7 +117,8 @@ class Server:
                 self._freed()
             finally:
                 self.active -= 1  # only now, after the close has given its queue back
-                self._ended.set()
+                for waiting in self._waiting:
+                    waiting.changed.set()
 
     def _freed(self):
         """An id came free. With every id taken the listener could not come back;
