@@ -126,9 +126,12 @@ def static_file(request, root, path):
     return response
 
 
-def make_app(engine, wifi, supervisor, started, root, transcript=None, save_to=None):
+def make_app(engine, net, wifi, supervisor, started, root, transcript=None, save_to=None):
     """The site; with a ``transcript``, its debug routes too (before the files catch all)."""
     app = Microdot()
+    # What only the web server knows, for the status page: requests whose Request
+    # was made again for want of heap, and those answered 503 in the end.
+    app.counters = {"request_retries": 0, "busy": 0}
     Response.types_map["svg"] = "image/svg+xml"
     Response.types_map["ico"] = "image/x-icon"
 
@@ -136,6 +139,7 @@ def make_app(engine, wifi, supervisor, started, root, transcript=None, save_to=N
     async def no_heap(request, exc):
         # A route's objects found no heap while every handler was busy: the request
         # was fine, and Microdot's 500 would say it was not. Again in a moment, it will do.
+        app.counters["busy"] += 1
         return "", 503, {"Retry-After": "1"}
 
     @app.route("/api/status")
@@ -147,8 +151,16 @@ def make_app(engine, wifi, supervisor, started, root, transcript=None, save_to=N
         info["mode"] = wifi.mode
         info["rssi"] = None
         info["supervisor"] = supervisor.state
-        head = {"uptime_s": ticks_diff(ticks_ms(), started) // 1000, "wifi": info,
-                "counters": engine.stats(), "heap_free": _heap_free(request.args.get("gc"))}  # fmt: skip
+        counters = engine.stats()
+        counters.update(app.counters)
+        counters["idle_closed"] = net.counters["idle_closed"]
+        handlers = 0  # running now, this one among them
+        for server in net.servers:
+            counters["accepted"] = server.accepted
+            counters["refused"] = server.refused
+            handlers += server.active
+        head = {"uptime_s": ticks_diff(ticks_ms(), started) // 1000, "wifi": info, "handlers": handlers,
+                "counters": counters, "heap_free": _heap_free(request.args.get("gc"))}  # fmt: skip
         pieces = [json.dumps(head)[:-1] + ', "sockets": [']
         for sock in engine.table:
             if sock is not None:
@@ -359,20 +371,23 @@ async def handle_request(app, reader, writer):
     ``REQUEST_WAIT_MS``, unless it had started reading a body from the stream.
     """
     req = None
-    for _ in range(REQUEST_WAIT_MS // 10):
+    tries = REQUEST_WAIT_MS // 10
+    while True:
         try:
             req = await Request.create(app, reader, writer, writer.get_extra_info("peername"))
-            break
         except MemoryError:
-            if not reader.rewind():
-                return False
-            await sleep_ms(10)
+            tries -= 1
+            if tries and reader.rewind():
+                app.counters["request_retries"] += 1
+                await sleep_ms(10)
+                continue
+            app.counters["busy"] += 1
+            return False
         except OSError:
             raise  # the client left: nobody to answer
         except Exception:
-            break  # a malformed request: dispatched without one, Microdot answers 400
-    else:
-        return False
+            pass  # a malformed request: dispatched without one, Microdot answers 400
+        break
     res = await app.dispatch_request(req)
     if res != Response.already_handled:
         await res.write(writer)
@@ -499,7 +514,7 @@ async def main(config, transport):
     debug = config.get("debug", {})
     save_to = debug.get("save_to", "transcript.log")
     served = transcript if debug.get("endpoint", False) else None
-    app = make_app(engine, wifi, supervisor, ticks_ms(), config["http"].get("root", "www"), served, save_to)
+    app = make_app(engine, net, wifi, supervisor, ticks_ms(), config["http"].get("root", "www"), served, save_to)
     if transcript is not None and debug.get("save_on_reset", False):
         transcript.save_on_reset(net, save_to)
     port = config["http"]["port"]

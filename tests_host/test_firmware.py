@@ -191,6 +191,10 @@ def test_idle_preconnect_is_closed_while_others_are_served(firmware):
     idle.settimeout(10)
     assert idle.recv(10) == b""  # closed by the server's idle timeout (2 s here)
     idle.close()
+    status = json.loads(fw.get("/api/status")[2])  # and the status page says so
+    counters = status["counters"]
+    assert counters["idle_closed"] == 1 and counters["accepted"] >= 3 and counters["refused"] == 0
+    assert status["handlers"] == 1  # the status request's own
 
 
 def test_service_returns_after_a_module_reset(firmware):
@@ -290,6 +294,9 @@ def test_a_request_that_finds_no_heap_waits_for_it_then_gets_503(tmp_path, monke
         with pytest.raises(urllib.error.HTTPError) as refused:
             fw.get("/index.html")
         assert refused.value.code == 503 and NoHeap.tries == 10
+        NoHeap.failing = 0
+        counters = json.loads(fw.get("/api/status")[2])["counters"]  # what the status page shows
+        assert (counters["request_retries"], counters["busy"]) == (3 + 9, 1)
     finally:
         fw.stop()
 
@@ -304,5 +311,7 @@ def test_a_route_that_finds_no_heap_answers_503(tmp_path, monkeypatch):
         with pytest.raises(urllib.error.HTTPError) as busy:
             fw.get("/api/status")
         assert busy.value.code == 503 and busy.value.headers["Retry-After"] == "1"
+        monkeypatch.undo()
+        assert json.loads(fw.get("/api/status")[2])["counters"]["busy"] == 1
     finally:
         fw.stop()

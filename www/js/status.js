@@ -45,11 +45,16 @@
     resets: "Module resets seen",
     overflow: "Sockets ended because their ring stayed full",
     discarded: "Bytes discarded with an ended socket",
-    adopted: "Open sockets adopted (data before any [CONNECT])"
+    adopted: "Open sockets adopted (data before any [CONNECT])",
+    accepted: "Browser connections accepted",
+    refused: "Connections refused: no handler came free",
+    idle_closed: "Connections closed that never sent a request",
+    request_retries: "Requests that waited for heap",
+    busy: "Requests answered 503: no heap"
   };
   // Counters that mean trouble when they are not zero.
   var WORRYING = { timeouts: 1, send_errors: 1, bad_header: 1, overlong: 1, bad_trailer: 1,
-                   resets: 1, overflow: 1, discarded: 1 };
+                   resets: 1, overflow: 1, discarded: 1, refused: 1, busy: 1 };
 
   function $(id) { return document.getElementById(id); }
 
@@ -262,6 +267,7 @@
     if (!$("status-page")) return;
     setText("uptime", duration(data.uptime_s));
     setText("heap", isNum(data.heap_free) ? bytes(data.heap_free) : "not reported");
+    setText("handlers", isNum(data.handlers) ? int(data.handlers) + " (this status request among them)" : "not reported");
     renderWifi(data.wifi);
     renderSockets(data.sockets);
     renderCounters(data.counters);
