@@ -154,10 +154,10 @@ def make_app(engine, net, wifi, supervisor, started, root, transcript=None, save
         counters = engine.stats()
         counters.update(app.counters)
         counters["idle_closed"] = net.counters["idle_closed"]
-        handlers = 0  # running now, this one among them
+        counters["accepted"] = counters["refused"] = handlers = 0  # handlers: running now, this one among them
         for server in net.servers:
-            counters["accepted"] = server.accepted
-            counters["refused"] = server.refused
+            counters["accepted"] += server.accepted
+            counters["refused"] += server.refused
             handlers += server.active
         head = {"uptime_s": ticks_diff(ticks_ms(), started) // 1000, "wifi": info, "handlers": handlers,
                 "counters": counters, "heap_free": _heap_free(request.args.get("gc"))}  # fmt: skip
@@ -351,7 +351,8 @@ def http_handler(app, head_ms):
         discard = asyncio.create_task(reader.discard())
         try:
             if status:
-                await writer.awrite(b"HTTP/1.0 %d %s\r\nContent-Length: 0\r\n\r\n" % (status, HEAD_ERRORS[status]))
+                retry = b"Retry-After: 1\r\n" if status == 503 else b""
+                await writer.awrite(b"HTTP/1.0 %d %s\r\n%sContent-Length: 0\r\n\r\n" % (status, HEAD_ERRORS[status], retry))
         finally:
             await writer.aclose()
             discard.cancel()

@@ -293,7 +293,7 @@ def test_a_request_that_finds_no_heap_waits_for_it_then_gets_503(tmp_path, monke
         monkeypatch.setattr(main, "REQUEST_WAIT_MS", 100)
         with pytest.raises(urllib.error.HTTPError) as refused:
             fw.get("/index.html")
-        assert refused.value.code == 503 and NoHeap.tries == 10
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1" and NoHeap.tries == 10
         NoHeap.failing = 0
         counters = json.loads(fw.get("/api/status")[2])["counters"]  # what the status page shows
         assert (counters["request_retries"], counters["busy"]) == (3 + 9, 1)
