@@ -389,6 +389,7 @@ async def handle_request(app, reader, writer):
         except Exception:
             pass  # a malformed request: dispatched without one, Microdot answers 400
         break
+    reader.head = None  # made: the head's bytes need not outlive it, through a whole download
     res = await app.dispatch_request(req)
     if res != Response.already_handled:
         await res.write(writer)
