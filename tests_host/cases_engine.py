@@ -210,3 +210,29 @@ def test_two_senders_of_one_queue_keep_its_order_and_a_closed_socket_takes_nothi
         engine.stop()
 
     run(main())
+
+
+def test_after_a_module_restart_only_init_speaks_and_stale_answers_pass_first():
+    """Restarted, the module echoes and may still answer a command sent before the
+    restart: a command slipped in then could take another's final line (in the chaos
+    test a relisten took a stale [OK], and a client's SCON then waited 8 s)."""
+
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        module.uart.emit(b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\nAT+SSEND=4,,,1400\r\n")
+        await settle()
+        await fails(engine.open_socket(LISTENER, local_port=80), 5)  # refused, not sent
+        eq(module.commands, [])
+        init = asyncio.create_task(engine.init())
+        await asyncio.sleep(0.01)
+        module.uart.emit(b"[ERROR: INVALID INPUT]\r\n")  # the answer to the SSEND before the restart
+        for cmd in (b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"):
+            module.replies[cmd] = b"[OK]\r\n"
+        await init  # the stale [ERROR] went by before its first command: no failure
+        eq(module.commands, [b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"])
+        module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 2]\r\n"
+        eq((await engine.open_socket(LISTENER, local_port=80)).sid, 2)  # and now anyone may speak
+        engine.stop()
+
+    run(main())

@@ -62,7 +62,7 @@ def test_supervisor_restores_service_after_a_module_reset():
         eq(engine.table[0].kind, LISTENER)
         module.commands.clear()
         module.uart.emit(b"\r\n[DISCONNECT 0]\r\n\r\n[Link-Down Event]\r\nWizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.25)  # init first lets stale answers pass (QUIET_MS)
         eq(sup.state, "up")
         eq(module.commands, [b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1",
                              b"AT+WSET=0,MyAP", b"AT+WSEC=0,,secret99", b"AT+WNET=1", b"AT+WJOIN",

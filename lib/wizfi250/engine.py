@@ -25,6 +25,7 @@ from .ring import Ring
 from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, UDP, Socket
 
 SSEND_MAX = 1400  # payload per SSEND: what the module reads in one piece (reference 4.4)
+QUIET_MS = 100  # after a restart, init waits this long for stale answers to pass
 
 EIO = 5
 EINVAL = 22
@@ -83,6 +84,9 @@ class Engine:
         # fail, and that connection is then lost (see _new_socket).
         self._rings = [Ring(socket_rx) for _ in range(rings)]
         self._resync = False
+        # From a module restart until init() has set it up again, only init speaks (see _run).
+        self.restarting = False
+        self._init_task = None
         self._task = None
         self.last_rx = ticks_ms()  # when the module last said anything (liveness)
 
@@ -167,8 +171,18 @@ class Engine:
         only word of where the server's listener went) and the multi-connection
         server (one socket id per client).
         """
-        for cmd in (b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"):
-            await self.command(cmd)
+        self._init_task = asyncio.current_task()
+        try:
+            if self.restarting:
+                # A command sent just before the restart may still be answered after
+                # the banner: let those stale lines pass before the first command, or
+                # its final line could be theirs.
+                await sleep_ms(QUIET_MS)
+            for cmd in (b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"):
+                await self.command(cmd)
+            self.restarting = False
+        finally:
+            self._init_task = None
 
     async def command(self, cmd, timeout_ms=5000):
         """Run one AT command; return its information lines; raise OSError on error."""
@@ -335,6 +349,13 @@ class Engine:
         """Put ``tx`` on the wire and wait for its end. The lock is held."""
         if self._task is None:
             raise OSError(ECONNABORTED, "driver stopped")  # no reader: the answer would never come
+        if self.restarting and asyncio.current_task() is not self._init_task:
+            # The module restarted and init() has not set it up yet: it echoes, and may
+            # still answer a command sent before the restart. A command now could take
+            # another's final line (seen in the chaos test: a relisten took a stale [OK],
+            # its guessed listener then took a client's [CONNECT 0], and the client's SCON
+            # waited 8 s). The supervisor re-opens what is needed once init is done.
+            raise OSError(EIO, "module restarting")
         if self._resync:
             self._resync = False
             await self._run(_Transaction(b"AT"), 1000)
@@ -493,8 +514,10 @@ class Engine:
         self.lost("module reset")
 
     def lost(self, why):
-        """The module restarted or stopped answering: fail everything now."""
+        """The module restarted or stopped answering: fail everything now, and
+        send nothing more until init() has set it up again."""
         self.counters["resets"] += 1
+        self.restarting = True
         self.wifi["state"] = "down"
         self.wifi["ip"] = self.wifi["gateway"] = ""
         self._fail_all(ECONNRESET, why)
