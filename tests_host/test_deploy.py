@@ -92,7 +92,12 @@ def test_romfs_deploy_serves_from_the_image_and_rewrites_it_only_when_changed(tm
     module = Running(baud=0, ports={80: http})
     try:
         config, path = write_config(tmp_path, module)
+        stale = [tmp_path / "board" / "lib" / "wizfi250" / "engine.mpy", tmp_path / "board" / "lib" / "microdot" / "microdot.py"]
+        for copy in stale:  # as a deploy without --romfs, or mpremote mip install, left them
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text("raise ImportError('a copy in /lib ran instead of the image')\n")
         sent = deploy(board.port, "--config", str(path), "--reset", "--romfs")
+        assert not [copy for copy in stale if copy.exists()]
         assert sent[0] == "romfs" and not [name for name in sent if name.startswith("lib/")], sent
         # main.py only starts the application, which can come from nowhere but the image.
         with open(os.path.join(ROOT, "tools", "romfs_main.py")) as f:

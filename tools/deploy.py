@@ -162,6 +162,28 @@ def remove_shadows(transport, files):
     return removed
 
 
+def remove_copies(transport):
+    """With ``--romfs``: delete the driver's and Microdot's files from the board's /lib
+    (a deploy without --romfs or `mpremote mip install` put them there): /rom/lib
+    shadows them, and they would only take flash."""
+    names = {}
+    for _, rel in sources():
+        folder, name = ("lib/" + rel.replace(os.sep, "/")).rsplit("/", 1)
+        names.setdefault(folder, set()).update((name, name[:-3] + ".mpy"))
+    removed = []
+    for folder, stale in sorted(names.items()):
+        try:
+            entries = transport.fs_listdir(folder)
+        except OSError:
+            continue  # never deployed there
+        for entry in entries:
+            if entry.name in stale:
+                transport.fs_rmfile(folder + "/" + entry.name)
+                removed.append(folder + "/" + entry.name)
+                print("removed", removed[-1], "(the ROMFS image has it)", flush=True)
+    return removed
+
+
 def soft_reset(transport):
     """Ctrl-D at the friendly REPL, as a user would: boot.py then main.py run."""
     transport.exit_raw_repl()
@@ -203,7 +225,10 @@ def main(argv=None):
         sent, unchanged = deploy(transport, files)
         if image is not None:
             (unchanged if current else sent).insert(0, "romfs")
-        remove_shadows(transport, files)
+        if image is not None:
+            remove_copies(transport)
+        else:
+            remove_shadows(transport, files)
         if args.reset:
             soft_reset(transport)
     except (NoBoard, TransportError, OSError) as e:
