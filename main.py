@@ -489,10 +489,8 @@ async def bring_up(config, transport):
     # because the module gives a closed id to the next connection at once, while the
     # old one's handler may still hold its ring (with 8, one soak of 1,000 requests at
     # 128K in ten lost a connection for want of one). 1 KB rings receive as fast as
-    # 2 KB ones (0.98 of the line rate at 921600, read with readinto); 512-byte ones
-    # would too, but Chromium's request heads do not fit in them, and a head that waits
-    # for a handler then fills its ring: it held the UART (three browsers stalled,
-    # measured), and is now refused instead (Server._slot), a failed request either way.
+    # 2 KB ones (0.98 of the line rate at 921600) and hold a browser's request head;
+    # 512-byte ones do not (see the README, "Heap after gc").
     # Collected first, the garbage of start-up (imports, the configuration) leaves
     # room low in the heap for these long-lived buffers, not holes between them:
     # six downloads then run at 152K, where they failed for fragmentation.

@@ -252,6 +252,17 @@ class _Net:
             task.cancel()
 
 
+def _line_budget(sched, idle, now, rate):
+    """``(sched, n)``: when one direction of the line is next free, and how many bytes
+    it may pass now. An idle line is free once the last burst's bytes are on the wire,
+    and a new burst may run ``BURST_S`` ahead; a busy one catches up at most ``SLACK_S``."""
+    if idle:
+        sched = max(sched, now)
+        return sched, int((now + BURST_S - sched) * rate)
+    sched = max(sched, now - SLACK_S)
+    return sched, int((now - sched) * rate)
+
+
 class Emulator:
     def __init__(self, config=None):
         self.config = config = config or Config()
@@ -376,12 +387,7 @@ class Emulator:
             moved = False
             # Host -> module.
             if rate:
-                if in_idle:  # free once the last burst's bytes are on the wire; a new one may run ahead
-                    sched_in = max(sched_in, now)
-                    n = int((now + BURST_S - sched_in) * rate)
-                else:
-                    sched_in = max(sched_in, now - SLACK_S)
-                    n = int((now - sched_in) * rate)
+                sched_in, n = _line_budget(sched_in, in_idle, now, rate)
             else:
                 n = 65536
             if self.config.flow:
@@ -395,18 +401,14 @@ class Emulator:
                     self.stats["host_to_module"] += len(data)
                     self._transcript(">", data)
                     core.feed(data)
-                in_idle = len(data) < n  # no credit for the silence: see the max above
+                in_idle = len(data) < n  # no credit for the silence: see _line_budget
 
             # Module -> host.
             out = core.out
             if out:
                 if rate:
-                    if out_idle:  # as for the host's bursts above
-                        sched_out = max(sched_out, now)
-                        n = min(int((now + BURST_S - sched_out) * rate), len(out))
-                    else:
-                        sched_out = max(sched_out, now - SLACK_S)
-                        n = min(int((now - sched_out) * rate), len(out))
+                    sched_out, n = _line_budget(sched_out, out_idle, now, rate)
+                    n = min(n, len(out))
                 else:
                     n = len(out)
                 if self.config.split and n > 1:
