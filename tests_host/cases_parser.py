@@ -247,6 +247,19 @@ def test_events_and_boot_banner():
         eq(parser.errors[P.UNKNOWN_LINE], 1)  # [P2P Fail Event] is reported, not hidden
 
 
+def test_an_event_with_an_id_the_module_never_prints_is_reported_not_taken():
+    # The module prints ids 0-7 with %x: anything else in an event's place is not one,
+    # and taking it would open, close or move a listener on the wrong socket.
+    bad = (b"[CONNECT 8]", b"[CONNECT 10]", b"[CONNECT ]", b"[CONNECT x]", b"[DISCONNECT a]",
+           b"[LISTEN 01]", b"[CONNECT 1)", b"[CONNECTS1]", b"[DISCONNECT  2]")  # fmt: skip
+    data = b"".join(b"\r\n" + line + b"\r\n" for line in bad) + b"\r\n[DISCONNECT 0]\r\n\r\n[LISTEN 7]\r\n"
+    for cut in CUTS:
+        rec, parser = parse_all(data, cut)
+        eq([(k, a, t) for k, a, t in rec.lines if k != P.UNKNOWN], [(P.DISCONNECT, 0, b"[DISCONNECT 0]"), (P.LISTEN, 7, b"[LISTEN 7]")])
+        eq([t for k, a, t in rec.lines if k == P.UNKNOWN], list(bad))
+        eq(parser.errors[P.UNKNOWN_LINE], len(bad))
+
+
 def test_ssend_prompt_forms():
     rec, _ = parse_all(b"[0,,,5]\r\n[3,10.0.0.2,5000,1400]\r\n[1,,,20,3000]\r\n")
     eq([(k, a) for k, a, t in rec.lines], [(P.PROMPT, (0, 5)), (P.PROMPT, (3, 1400)), (P.PROMPT, (1, 20))])

@@ -26,12 +26,17 @@ def scan(buf, i, tail, seen):
     peer and mostly have one length (a bulk transfer's are all full), so most headers
     are taken after one find; only a new one goes through the byte loops.
     """
-    end = buf.find(b"}", i + 1, min(tail, i + HDR_MAX)) + 1
+    # No builtin calls before the shortcut: min() and len() cost as much as a find.
+    end = i + HDR_MAX
+    if end > tail:
+        end = tail
+    end = buf.find(b"}", i + 1, end) + 1
     if not end or not 48 <= buf[i + 1] <= 55:
         return -1
     sid = buf[i + 1] - 48
     last = seen[sid]
-    if len(last) == end - i and buf.find(last, i, end) >= 0:
+    # last is a header that ends at its only '}': found at i, it ends at end too.
+    if last and buf.find(last, i, end) == i:
         return seen[sid + 8]
     h = _check(buf, i, end - 1)
     if h >= 0:

@@ -64,11 +64,12 @@ NO_MEMORY = const(4)  # the heap ran out handling a line or frame: that one is l
 ERROR_NAMES = ("bad_header", "overlong", "bad_trailer", "unknown_line", "no_memory")
 
 
-_EVENTS = (
-    (b"[CONNECT ", CONNECT),
-    (b"[DISCONNECT ", DISCONNECT),
-    (b"[LISTEN ", LISTEN),
-)
+# Socket events by their length: the id is one digit, 0-7, before the ']'.
+_EVENTS = {
+    11: (b"[CONNECT ", CONNECT),
+    14: (b"[DISCONNECT ", DISCONNECT),
+    10: (b"[LISTEN ", LISTEN),
+}
 _FIXED = {
     b"[OK]": OK,
     b"[TCP Send Error]": SEND_ERROR,
@@ -185,7 +186,11 @@ class Parser:
                     # (each turn reloads the state, and _header was one more call).
                     left = h >> 6  # the whole payload is still to come
                     self._hs = head
-                    target = self._frame(buf[head + 1] - 48, left)
+                    try:  # _frame's work, without its call: this runs for every frame
+                        target = self.sink.frame(buf[head + 1] - 48, left)
+                    except MemoryError:
+                        self.errors[NO_MEMORY] += 1
+                        target = DISCARD
                     head += h & 63
                     if left:
                         n = tail - head
@@ -247,7 +252,10 @@ class Parser:
             elif end - head > self.max_line:
                 self._overlong(mv, head, end)
             elif end > head:
-                self._take(mv, head, end)
+                try:  # not through a method: a line costs enough calls already
+                    self._line(bytes(mv[head:end]))
+                except MemoryError:
+                    self.errors[NO_MEMORY] += 1
             self._skip = False
             head = nl + 1
         rx.head = head
@@ -298,10 +306,11 @@ class Parser:
         except MemoryError:
             pass  # counted already; the text was only for the report
 
-    # The sink is called through these two, and _end_part, because its handling (or
-    # ours) can run out of heap. That line or frame is then lost, counted, and parsing
-    # goes on after it: a frame's payload is skipped by its length, never read as
-    # lines. Letting the MemoryError out would stop the reader, and the driver with it.
+    # The sink is called inside a try (here, in _end_part, and inline in parse for
+    # every frame and line), because its handling (or ours) can run out of heap. That
+    # line or frame is then lost, counted, and parsing goes on after it: a frame's
+    # payload is skipped by its length, never read as lines. Letting the MemoryError
+    # out would stop the reader, and the driver with it.
 
     def _frame(self, sid, length):
         try:
@@ -309,12 +318,6 @@ class Parser:
         except MemoryError:
             self.errors[NO_MEMORY] += 1
             return DISCARD
-
-    def _take(self, mv, start, end):
-        try:
-            self._line(bytes(mv[start:end]))
-        except MemoryError:
-            self.errors[NO_MEMORY] += 1
 
     def _header(self, i, tail):
         """Parse the header at ``buf[i] == '{'``: its size, 0 if incomplete, -1 if bad (reported)."""
@@ -380,11 +383,9 @@ class Parser:
         if line.startswith(b"[ERROR"):
             return ERROR, None
         closed = line[-1] == 93  # ']'
-        for prefix, kind in _EVENTS:
-            if line.startswith(prefix) and closed:
-                sid = _hex_id(line[len(prefix) : -1])
-                if sid >= 0:
-                    return kind, sid
+        event = _EVENTS.get(len(line))
+        if event and closed and 48 <= line[-2] <= 55 and line.startswith(event[0]):
+            return event[1], line[-2] - 48
         # The SSEND prompt: [sid,,,len], [sid,ip,port,len] or [sid,,,len,timeout].
         # An event can split it before its ']'; the ']' then follows on its own line.
         fields = line[1 : -1 if closed else len(line)].split(b",")

@@ -12,6 +12,7 @@ directly, with no per-byte Python code and no copying on the read side.
 class Ring:
     def __init__(self, size):
         self.buf = bytearray(size)
+        self.size = size  # len(buf) without a call, for write()
         self.mv = memoryview(self.buf)
         self.head = 0  # first unread byte
         self.tail = 0  # one past the last unread byte
@@ -51,11 +52,11 @@ class Ring:
         # Runs once or twice per received frame: kept to a few locals and one slice store.
         tail = self.tail
         n = end - start
-        if n > len(self.buf) - tail:
+        if n > self.size - tail:
             self._compact()
             tail = self.tail
-            if n > len(self.buf) - tail:
-                n = len(self.buf) - tail
+            if n > self.size - tail:
+                n = self.size - tail
                 if not n:
                     return 0  # full: no slice, so a reader polling for room allocates nothing
         self.mv[tail : tail + n] = src[start : start + n]
