@@ -394,6 +394,8 @@ async def handle_request(app, reader, writer):
     if res != Response.already_handled:
         await res.write(writer)
     await writer.aclose()
+    if app.debug and req:  # Microdot's request log, with app.debug = True
+        print("%s %s %d" % (req.method, req.path, res.status_code))
     return True
 
 
@@ -515,6 +517,7 @@ async def main(config, transport):
     save_to = debug.get("save_to", "transcript.log")
     served = transcript if debug.get("endpoint", False) else None
     app = make_app(engine, net, wifi, supervisor, ticks_ms(), config["http"].get("root", "www"), served, save_to)
+    app.debug = debug.get("requests", False)  # a line on the console per request answered
     if transcript is not None and debug.get("save_on_reset", False):
         transcript.save_on_reset(net, save_to)
     port = config["http"]["port"]

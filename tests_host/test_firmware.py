@@ -315,3 +315,20 @@ def test_a_route_that_finds_no_heap_answers_503(tmp_path, monkeypatch):
         assert json.loads(fw.get("/api/status")[2])["counters"]["busy"] == 1
     finally:
         fw.stop()
+
+
+def test_the_request_log_prints_each_answered_request(tmp_path, capsys):
+    fw = Firmware(tmp_path, interpreter="cpython", debug={"requests": True})
+    out = ""
+    try:
+        fw.get("/index.html")
+        with pytest.raises(urllib.error.HTTPError):
+            fw.get("/missing.html")
+        deadline = time.monotonic() + 5  # the line comes once the handler is done, after the client has its answer
+        while "/missing.html" not in out and time.monotonic() < deadline:
+            time.sleep(0.05)
+            out += capsys.readouterr().out
+    finally:
+        fw.stop()
+    log = [line for line in out.splitlines() if line.startswith("GET /") and ".html" in line]
+    assert log == ["GET /index.html 200", "GET /missing.html 404"]
