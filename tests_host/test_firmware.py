@@ -270,11 +270,11 @@ def test_the_status_datagram_outlives_a_full_heap():
 def test_a_request_that_finds_no_heap_waits_for_it_then_gets_503(tmp_path, monkeypatch):
     # On a full heap Microdot would answer 400 (no heap for its Request), as if the
     # request were wrong: it is made again a little later, and only then refused.
-    import main
+    from wizfi250 import web
 
-    made = main.Request.create
+    made = web.Request.create
 
-    class NoHeap(main.Request):
+    class NoHeap(web.Request):
         tries = 0
 
         @staticmethod
@@ -286,11 +286,11 @@ def test_a_request_that_finds_no_heap_waits_for_it_then_gets_503(tmp_path, monke
 
     fw = Firmware(tmp_path, interpreter="cpython")
     try:
-        monkeypatch.setattr(main, "Request", NoHeap)
+        monkeypatch.setattr(web, "Request", NoHeap)
         NoHeap.failing = 3  # the heap comes back in time: served, whole
         assert fw.get("/index.html")[2] == b"<h1>hello</h1>" and NoHeap.tries == 4
         NoHeap.tries, NoHeap.failing = 0, 1000  # it never does
-        monkeypatch.setattr(main, "REQUEST_WAIT_MS", 100)
+        monkeypatch.setattr(web, "REQUEST_WAIT_MS", 100)
         with pytest.raises(urllib.error.HTTPError) as refused:
             fw.get("/index.html")
         assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1" and NoHeap.tries == 10

@@ -22,13 +22,21 @@ STUBS = {  # port: (folder under build/typings, pinned stub package)
 }
 
 
+def pinned(name):
+    """``name==version`` as requirements.txt pins it."""
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        return next(line.strip() for line in f if line.startswith(name + "=="))
+
+
 def install_stubs(folder, requirement):
+    """The port's stubs, and Microdot beside them for wizfi250.web (its pinned version)."""
     target = os.path.join(ROOT, "build", "typings", folder)
-    name, version = requirement.split("==")
-    stamp = os.path.join(target, "%s-%s.dist-info" % (name.replace("-", "_"), version))
-    if not os.path.isdir(stamp):
-        subprocess.run([os.path.join(BIN, "pip"), "install", "-q", "--disable-pip-version-check", "--upgrade",
-                        "--target", target, requirement], check=True)  # fmt: skip
+    for req in (requirement, pinned("microdot")):
+        name, version = req.split("==")
+        stamp = os.path.join(target, "%s-%s.dist-info" % (name.replace("-", "_"), version))
+        if not os.path.isdir(stamp):
+            subprocess.run([os.path.join(BIN, "pip"), "install", "-q", "--disable-pip-version-check", "--upgrade",
+                            "--no-deps", "--target", target, req], check=True)  # fmt: skip
 
 
 @pytest.mark.parametrize("port", sorted(STUBS))
