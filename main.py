@@ -138,8 +138,9 @@ async def udp_service(net, engine, port, target, every_s):
                 stats = engine.stats()
                 text = b"wizfi250 frames=%d rx=%d tx=%d" % (stats["frames"], stats["rx_bytes"], stats["tx_bytes"])
                 await udp.sendto(text, target)
-            except MemoryError:
-                pass  # a full heap skips one datagram; it must not end the sender for good
+            except (OSError, MemoryError):
+                pass  # a failed send or a full heap skips one datagram; it must not end the sender
+                # for good (if the socket is gone, recvfrom fails too, and the service restarts)
 
     sender = asyncio.create_task(status()) if target else None
     try:

@@ -5,8 +5,9 @@ import asyncio
 from fakeuart import Module, engine_with, eq, fails, run, settle
 from noheap import NoHeapFor
 from wizfi250 import net as netmod
-from wizfi250.net import Net
-from wizfi250.sockets import ACCEPTED, LISTENER, TCP
+from wizfi250.net import Datagram, Net
+from wizfi250.sockets import ACCEPTED, LISTENER, TCP, UDP
+from wizfi250.stream import Stream
 
 
 def net_with(module, socket_rx=512, **kw):
@@ -361,6 +362,61 @@ def test_a_close_whose_command_finds_no_heap_still_gives_back_the_ring():
         eq(engine.table[1], None)
         eq(len(engine._rings), 1)  # back for the next connection, not lost with this one
         eq(server.active, 0)
+        engine.stop()
+
+    run(main())
+
+
+def test_a_stream_that_lost_bytes_to_a_stall_ends_in_an_error_not_a_clean_end():
+    # A clean end of stream would pass the cut-short transfer off as whole.
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, socket_rx=32, stall_ms=50)
+        module.replies[b"AT+SMGMT=0"] = b"[OK]\r\n\r\n[DISCONNECT 0]\r\n"
+        stream = Stream(engine, engine._new_socket(0, TCP))
+        module.uart.emit(b"{0,10.0.0.1,80,100}" + b"s" * 100 + b"\r\n")
+        await asyncio.sleep(0.2)
+        await fails(stream.read(), 105)
+        await fails(stream.readinto(bytearray(8)), 105)
+        engine.stop()
+
+    run(main())
+
+
+def test_a_datagram_without_room_is_dropped_alone_and_the_uart_flows():
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, socket_rx=64, stall_ms=50)
+        udp = Datagram(engine, engine._new_socket(2, UDP))
+        tcp = engine._new_socket(1, TCP)
+        module.uart.emit(
+            b"{2,10.0.0.7,5000,100}" + b"B" * 100 + b"\r\n"  # bigger than the ring: never fits
+            b"{2,10.0.0.7,5000,40}" + b"a" * 40 + b"\r\n"
+            b"{2,10.0.0.8,5001,40}" + b"b" * 40 + b"\r\n"  # 40 more do not fit beside the first
+            b"{1,10.0.0.1,81,5}alive\r\n"
+        )  # fmt: skip
+        await asyncio.sleep(0.1)  # less than the stall limit: nothing held the UART
+        eq(tcp.rx.read(), b"alive")
+        eq(await udp.recvfrom(), (b"a" * 40, ("10.0.0.7", 5000)))
+        module.uart.emit(b"{2,10.0.0.8,5001,3}c c\r\n")  # room again
+        eq(await udp.recvfrom(), (b"c c", ("10.0.0.8", 5001)))
+        eq((engine.counters["udp_dropped"], engine.counters["discarded"], engine.counters["overflow"]), (2, 140, 0))
+        engine.stop()
+
+    run(main())
+
+
+def test_a_datagram_cut_short_by_a_reset_fails_recvfrom_instead_of_hanging():
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, socket_rx=64)
+        udp = Datagram(engine, engine._new_socket(2, UDP))
+        module.uart.emit(b"{2,10.0.0.7,5000,30}" + b"x" * 10)  # the module restarts mid-frame
+        await settle()
+        receiving = asyncio.create_task(udp.recvfrom())
+        await settle()
+        engine._end_socket(engine.table[2], 104)  # what a [Reset Event] does to every socket
+        await fails(asyncio.wait_for(receiving, 1), 104)
         engine.stop()
 
     run(main())

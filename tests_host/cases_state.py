@@ -117,15 +117,18 @@ def test_full_socket_ring_holds_the_uart_until_the_app_reads():
 def test_reader_that_stops_reading_costs_only_its_own_socket():
     async def main():
         module = Module()
-        engine, _ = engine_with(module, socket_rx=32, stall_ms=50)
+        engine, events = engine_with(module, socket_rx=32, stall_ms=50)
         stuck = engine._new_socket(0, TCP)
         other = engine._new_socket(1, TCP)
+        # More of it arrives while the driver closes it: dropped, not taken for a new connection.
+        module.replies[b"AT+SMGMT=0"] = b"{0,10.0.0.1,80,3}abc\r\n[OK]\r\n\r\n[DISCONNECT 0]\r\n"
         module.uart.emit(b"{0,10.0.0.1,80,100}" + b"s" * 100 + b"\r\n{1,10.0.0.1,81,5}alive\r\n")
         await asyncio.sleep(0.2)
         eq(other.rx.read(), b"alive")
-        assert not stuck.open and stuck.error == 105
-        eq(engine.counters["overflow"], 1)
-        eq(engine.counters["discarded"], 68)
+        eq(module.commands, [b"AT+SMGMT=0"])  # closed on the module, where it was still open
+        assert not stuck.open and stuck.error == 105 and engine.table[0] is None
+        eq((engine.counters["overflow"], engine.counters["adopted"], events), (1, 0, []))
+        eq(engine.counters["discarded"], 68 + 32 + 3)  # the frame's rest, the full ring, what came after
         engine.stop()
 
     run(main())

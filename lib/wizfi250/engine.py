@@ -70,7 +70,7 @@ class Engine:
         self.counters = {
             "commands": 0, "timeouts": 0, "frames": 0, "rx_bytes": 0, "tx_bytes": 0,
             "ssend": 0, "send_errors": 0, "stray": 0, "resets": 0, "overflow": 0,
-            "discarded": 0, "adopted": 0, "no_memory_reads": 0,
+            "discarded": 0, "adopted": 0, "no_memory_reads": 0, "udp_dropped": 0,
         }  # fmt: skip
         self.tx = None
         self.pending = []
@@ -153,13 +153,24 @@ class Engine:
         """The app stopped reading the socket whose full ring holds the UART.
 
         Better one socket lost with a reported error than every socket, and
-        every transaction, stuck behind it.
+        every transaction, stuck behind it. Its reader gets ENOBUFS after what
+        its ring holds, never a clean end of a stream that lost bytes. It is
+        closed on the module too, and stays in the table until then, dropping
+        what still comes: forgotten while open there, its next frame would
+        look like a new connection (adopted, and handed to the server).
         """
         parser = self.parser
         sock = parser._target
+        assert isinstance(sock, Socket)  # only a socket's ring refuses payload
         self.counters["overflow"] += 1
         self.counters["discarded"] += parser.abandon(sock)
-        self._end_socket(sock, ENOBUFS)
+        sock.closing = True
+        sock.error = ENOBUFS
+        sock.changed.set()
+        try:
+            asyncio.create_task(self.close_socket(sock))
+        except MemoryError:
+            self._end_socket(sock, ENOBUFS)  # no heap for the close: forgotten, as a last resort
 
     # --- commands -----------------------------------------------------------
 
@@ -444,7 +455,15 @@ class Engine:
             self.counters["adopted"] += 1
             sock = self._new_socket(sid, ACCEPTED, self.server_port)
             self._deliver(P.CONNECT, sid)
-        if sock.datagrams is not None:
+        if sock.datagrams is not None and not sock.closing:
+            if length > sock.rx.free():
+                # recvfrom takes a datagram whole: one the ring has no room for now is
+                # dropped, as a network stack drops what a socket's buffer cannot take,
+                # rather than holding the UART, every other socket with it, until the
+                # app reads (a datagram bigger than the ring would never fit).
+                counters["udp_dropped"] += 1
+                counters["discarded"] += length
+                return P.DISCARD
             sock.datagram(length, self.parser.frame_peer())
         elif sock.peer is None:
             sock.peer = self.parser.frame_peer()

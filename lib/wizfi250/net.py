@@ -157,24 +157,30 @@ class Datagram:
         await self.engine.ssend(self.sock, data, addr[0], addr[1])
 
     async def recvfrom(self):
+        """The next datagram and its sender; OSError once the socket has ended."""
         sock = self.sock
-        if sock.rx is None:
-            raise OSError(sock.error or 104)  # released, or no heap for its ring
         while not sock.datagrams:
-            if not sock.open:
-                raise OSError(104)
+            _check(sock)
             sock.changed.clear()
             await sock.changed.wait()
-        length, peer = sock.datagrams.pop(0)
+        length, peer = sock.datagrams[0]
         while len(sock.rx) < length:  # the frame's payload is still arriving
+            _check(sock)  # a reset can cut it short
             sock.changed.clear()
             await sock.changed.wait()
+        sock.datagrams.pop(0)
         return sock.rx.read(length), peer
 
     async def close(self):
         if self.sock.open:
             await self.engine.close_socket(self.sock)
         self.sock.release()
+
+
+def _check(sock):
+    """Raise unless ``sock`` can still receive: released, no heap for its ring, ended."""
+    if sock.rx is None or sock.error or not sock.open:
+        raise OSError(sock.error or 104)
 
 
 class Net:

@@ -109,11 +109,17 @@ class Stream:
     # --- reading ------------------------------------------------------------
 
     def _empty(self):
-        """True while there is nothing to read yet; raises if the socket has no ring."""
+        """True while there is nothing to read yet. Raises once nothing is left to read
+        of a socket that ended abnormally (a reset, a stalled ring), or has no ring: a
+        clean end of stream there would pass a cut-short transfer off as whole."""
         sock = self.sock
         if sock.rx is None:
-            raise OSError(ECONNRESET)
-        return not len(sock.rx) and sock.open
+            raise OSError(sock.error or ECONNRESET)
+        if len(sock.rx):
+            return False
+        if sock.error:
+            raise OSError(sock.error)
+        return sock.open
 
     async def _fill(self):
         """Wait until there are bytes to read or the socket has ended."""
