@@ -420,3 +420,35 @@ def test_a_datagram_cut_short_by_a_reset_fails_recvfrom_instead_of_hanging():
         engine.stop()
 
     run(main())
+
+
+def test_clients_that_come_and_go_inside_one_send_are_each_served_their_own_bytes():
+    # Their [CONNECT 2]s wait for the SSEND's [OK] to be delivered; by then id 2 is
+    # nobody's, or a newer client's. Looked up by id then, the first client was never
+    # served and the second was served twice.
+    async def main():
+        module = Module()
+        net, engine = net_with(module, idle_ms=0)
+        served = []
+
+        async def handler(reader, writer):
+            served.append((writer.get_extra_info("peername"), await reader.read()))
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        client = engine._new_socket(5, TCP)
+        module.replies[b"AT+SSEND=5"] = b"[5,,,2]\r\n"
+        module.after_payload = (
+            b"\r\n[CONNECT 2]\r\n{2,10.0.0.7,40000,5}first\r\n\r\n[DISCONNECT 2]\r\n"
+            b"\r\n[CONNECT 2]\r\n{2,10.0.0.8,40001,6}second\r\n[OK]\r\n"
+        )  # fmt: skip
+        await engine.ssend(client, b"hi")
+        module.after_payload = b"[OK]\r\n"
+        await asyncio.sleep(0.05)
+        module.uart.emit(b"\r\n[DISCONNECT 2]\r\n")
+        await asyncio.sleep(0.05)
+        eq(sorted(served), [(("10.0.0.7", 40000), b"first"), (("10.0.0.8", 40001), b"second")])
+        eq(engine.counters["adopted"], 0)
+        engine.stop()
+
+    run(main())

@@ -65,6 +65,7 @@ class Engine:
         self.socket_rx = socket_rx
         self.stall_ms = stall_ms  # a full socket ring may hold the UART this long
         self.on_event = None  # callable(kind, arg): app-visible events, in order
+        self.on_accept = None  # callable(sock): each connection a server took, in order with them
         self.server_port = 0  # local port of the last TSN; the listener migrates with it
         self.wifi = {"state": "down", "ip": "", "gateway": "", "ssid": ""}
         self.counters = {
@@ -454,7 +455,7 @@ class Engine:
             # (the driver started after the module). Adopt it as a connection.
             self.counters["adopted"] += 1
             sock = self._new_socket(sid, ACCEPTED, self.server_port)
-            self._deliver(P.CONNECT, sid)
+            self._deliver(P.CONNECT, sid, sock)
         if sock.datagrams is not None and not sock.closing:
             if length > sock.rx.free():
                 # recvfrom takes a datagram whole: one the ring has no room for now is
@@ -494,8 +495,9 @@ class Engine:
             if sock is not None and sock.kind != LISTENER:
                 self.counters["stray"] += 1  # already open: nothing changes
                 return
-            self._new_socket(sid, ACCEPTED, self.server_port)
-        elif kind == P.DISCONNECT:
+            self._deliver(kind, sid, self._new_socket(sid, ACCEPTED, self.server_port))
+            return
+        if kind == P.DISCONNECT:
             if sock is None:
                 self.counters["stray"] += 1
                 return
@@ -595,18 +597,29 @@ class Engine:
 
     # --- delivery -----------------------------------------------------------
 
-    def _deliver(self, kind, arg):
+    def _deliver(self, kind, arg, accepted=None):
+        """Hand an event to the application, or park it while a transaction is open.
+
+        ``accepted``: the socket a server's ``[CONNECT n]`` made, parked with its
+        event. By the time it is delivered its id may already be nobody's (a
+        client that sent its request and closed, all inside one SSEND) or a newer
+        connection's: looked up by id then, it would never be served.
+        """
         if self.tx is not None:
-            self.pending.append((kind, arg))
-        elif self.on_event is not None:
+            self.pending.append((kind, arg, accepted))
+        else:
+            self._emit(kind, arg, accepted)
+
+    def _emit(self, kind, arg, accepted):
+        if accepted is not None and self.on_accept is not None:
+            self.on_accept(accepted)
+        if self.on_event is not None:
             self.on_event(kind, arg)
 
     def _flush(self):
         pending = self.pending
         while pending:
-            kind, arg = pending.pop(0)
-            if self.on_event is not None:
-                self.on_event(kind, arg)
+            self._emit(*pending.pop(0))
 
     def stats(self):
         """Counters for the status page: the engine's and the parser's rejections."""

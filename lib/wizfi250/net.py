@@ -9,10 +9,9 @@ server is known by its port, never by an id.
 
 import asyncio
 
-from . import parser as P
 from .compat import ticks_add, ticks_diff, ticks_ms
 from .engine import ETIMEDOUT
-from .sockets import ACCEPTED, LISTENER, TCP, UDP
+from .sockets import LISTENER, TCP, UDP
 from .stream import Stream, new_queue
 
 SLOT_WAIT_MS = 1000  # how long a connection beyond max_handlers waits for a handler to end
@@ -195,15 +194,15 @@ class Net:
         self.listeners = []  # callables(kind, arg) for every delivered event
         self.counters = {"idle_closed": 0}
         engine.on_event = self._event
+        engine.on_accept = self._accept
+
+    def _accept(self, sock):
+        for server in self.servers:
+            if server.port == sock.local_port:
+                server.accept(sock)
+                return
 
     def _event(self, kind, arg):
-        if kind == P.CONNECT:
-            sock = self.engine.table[arg]
-            if sock is not None and sock.kind == ACCEPTED:
-                for server in self.servers:
-                    if server.port == sock.local_port:
-                        server.accept(sock)
-                        break
         for listener in self.listeners:
             listener(kind, arg)
 
