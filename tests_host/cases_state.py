@@ -234,3 +234,66 @@ def test_the_reader_outlives_a_full_heap():
         engine.stop()
 
     run(main())
+
+
+def test_a_late_answer_to_a_timed_out_command_is_not_taken_by_the_next_ones():
+    # The module answers one command at a time, so a command that outlasted its timeout
+    # is answered later, ahead of the resync AT. That [OK] ended the AT, and the AT's own
+    # [OK] the next command: a list came back empty, and an SSEND ended before its
+    # prompt, "sent" with nothing sent, while the module took the next command as payload.
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module)
+        sock = engine._new_socket(0, TCP)
+        held = []  # answers to commands sent while the module was still busy
+
+        async def finish():
+            await asyncio.sleep(0.08)  # the slow command ends after its timeout
+            module.uart.emit(b"[OK]\r\n")
+            while held:
+                await asyncio.sleep(0.01)
+                module.uart.emit(held.pop(0))
+            held.append(None)  # not busy any more
+
+        def slow(cmd):
+            del held[:]
+            asyncio.create_task(finish())
+            return b""
+
+        def answer(text):
+            def reply(cmd):
+                if held and held[-1] is None:
+                    return text
+                held.append(text)  # the module is still on the slow one
+                return b""
+
+            return reply
+
+        module.replies[b"AT+WJOIN"] = slow
+        module.replies[b"AT"] = answer(b"[OK]\r\n")
+        rows = b"Number of Sockets : 1 (SCID/Mode/Remote/Local/DataMode)\r\n0/TCN/10.0.0.2:80/30412/0\r\n"
+        module.replies[b"AT+SMGMT=?"] = answer(rows + b"[OK]\r\n")
+        module.replies[b"AT+SSEND="] = answer(b"[0,,,5]\r\n")
+        await fails(engine.command(b"AT+WJOIN", timeout_ms=50), 110)
+        eq(len(await engine.command(b"AT+SMGMT=?")), 2)
+        await fails(engine.command(b"AT+WJOIN", timeout_ms=50), 110)
+        await engine.ssend(sock, b"hello")
+        eq(module.payloads, [b"hello"])
+        eq(module.commands, [b"AT+WJOIN", b"AT", b"AT+SMGMT=?", b"AT+WJOIN", b"AT", b"AT+SSEND=0,,,5"])
+        engine.stop()
+
+    run(main())
+
+
+def test_an_ok_before_the_prompt_is_not_the_ssends():
+    # Later than the quiet wait after a resync, a late [OK] can still land on an SSEND;
+    # the module never answers one [OK] before its prompt, so it is a stray.
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module)
+        module.replies[b"AT+SSEND="] = b"[OK]\r\n[0,,,5]\r\n"
+        await engine.ssend(engine._new_socket(0, TCP), b"hello")
+        eq((module.payloads, engine.counters["stray"]), ([b"hello"], 1))
+        engine.stop()
+
+    run(main())

@@ -25,7 +25,7 @@ from .ring import Ring
 from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, UDP, Socket
 
 SSEND_MAX = 1400  # payload per SSEND: what the module reads in one piece (reference 4.4)
-QUIET_MS = 100  # after a restart, init waits this long for stale answers to pass
+QUIET_MS = 100  # after a restart or a resync, stale answers pass for this long
 
 EIO = 5
 EINVAL = 22
@@ -369,8 +369,12 @@ class Engine:
             # waited 8 s). The supervisor re-opens what is needed once init is done.
             raise OSError(EIO, "module restarting")
         if self._resync:
+            # The command that timed out may still be answered: its final line would end the
+            # AT, and the AT's own would end this command. Late answers that come while this
+            # waits pass as strays.
             self._resync = False
             await self._run(_Transaction(b"AT"), 1000)
+            await sleep_ms(QUIET_MS)
         self.tx = tx
         self.counters["commands"] += 1
         try:
@@ -421,7 +425,10 @@ class Engine:
                 tx.lines.append(text)
             return
         if kind == P.OK or kind == P.ERROR or (kind == P.SEND_ERROR and tx is not None and tx.prompt is True):
-            if tx is not None and tx.final < 0:
+            # An SSEND is never answered [OK] before its prompt: such an [OK] is a late
+            # answer to an earlier command that timed out. Taken as the SSEND's, the send
+            # would "succeed" unsent, and the module would read the next command as payload.
+            if tx is not None and tx.final < 0 and not (kind == P.OK and tx.prompt is not None and tx.prompt is not True):
                 tx.final = kind
                 tx.text = text
                 self._moved.set()
