@@ -1,6 +1,7 @@
 """tools/deploy against the virtual board (the unix port behind a pty, real mpremote):
 the deployed firmware serves the site through the emulator, a second deploy sends
-only the file that changed, and a port with no board fails with a clear message."""
+only the file that changed, a plain deploy is not silently shadowed by a ROMFS
+image, and a port with no board fails with a clear message."""
 
 import json
 import os
@@ -86,8 +87,13 @@ def test_deploy_serves_the_site_and_resends_only_what_changed(tmp_path, board):
         module.close()
 
 
+def romfs_board(tmp_path):
+    """As README's `tools/vboard SANDBOX --romfs 128K`: the default heap, the partition on top."""
+    return VirtualBoard(tmp_path / "board", romfs="128K")
+
+
 def test_romfs_deploy_serves_from_the_image_and_rewrites_it_only_when_changed(tmp_path):
-    board = VirtualBoard(tmp_path / "board", heap="512K", romfs=128 * 1024)  # the partition sits in the heap
+    board = romfs_board(tmp_path)
     http = free_port()
     module = Running(baud=0, ports={80: http})
     try:
@@ -98,6 +104,7 @@ def test_romfs_deploy_serves_from_the_image_and_rewrites_it_only_when_changed(tm
             copy.write_text("raise ImportError('a copy in /lib ran instead of the image')\n")
         sent = deploy(board.port, "--config", str(path), "--reset", "--romfs")
         assert not [copy for copy in stale if copy.exists()]
+        assert os.listdir(tmp_path / "board" / "lib") == []  # their emptied folders went too
         assert sent[0] == "romfs" and not [name for name in sent if name.startswith("lib/")], sent
         # main.py only starts the application, which can come from nowhere but the image.
         with open(os.path.join(ROOT, "tools", "romfs_main.py")) as f:
@@ -112,6 +119,42 @@ def test_romfs_deploy_serves_from_the_image_and_rewrites_it_only_when_changed(tm
             assert fetch(http, "/css/site.css", 60, board) == f.read()
     finally:
         module.close()
+        board.close()
+
+
+def test_a_plain_deploy_shadowed_by_the_romfs_image_is_refused_unless_forced(tmp_path):
+    """A board imports /rom/lib ahead of /lib: a plain deploy there would leave the
+    image's old code running, so it stops, sends nothing and says how to get out."""
+    board = romfs_board(tmp_path)
+    root = tmp_path / "board"
+    try:
+        deploy(board.port, "--romfs")
+        with open(os.path.join(ROOT, "tools", "romfs_main.py")) as f:
+            romfs_main = f.read()
+
+        refused = subprocess.run(DEPLOY + [board.port], capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "holds microdot and wizfi250 in /rom/lib" in refused.stderr, refused.stderr
+        assert "tools/deploy %s --romfs" % board.port in refused.stderr and "--force" in refused.stderr
+        assert refused.stdout == "" and (root / "main.py").read_text() == romfs_main
+        assert not (root / "lib" / "wizfi250").exists()
+
+        forced = subprocess.run(DEPLOY + [board.port, "--force"], capture_output=True, text=True, timeout=120)
+        assert forced.returncode == 0, forced.stdout + forced.stderr
+        assert "warning: the board's ROMFS image holds" in forced.stderr
+        assert (root / "lib" / "wizfi250" / "engine.mpy").is_file()
+
+        # The other way out the message gives: an empty image, then a plain deploy says nothing more.
+        assert "mpremote connect %s romfs deploy build/empty-romfs" % board.port in refused.stderr
+        empty = tmp_path / "empty-romfs"
+        empty.mkdir()
+        mpremote = os.path.join(os.path.dirname(sys.executable), "mpremote")
+        run = subprocess.run([mpremote, "connect", board.port, "romfs", "deploy", str(empty)],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        again = subprocess.run(DEPLOY + [board.port], capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 and "ROMFS" not in again.stderr, again.stdout + again.stderr
+    finally:
         board.close()
 
 

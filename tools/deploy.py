@@ -1,4 +1,4 @@
-"""Deploy the firmware to a board over its serial port: tools/deploy PORT [--reset] [--romfs].
+"""Deploy the firmware to a board over its serial port: tools/deploy PORT [--reset] [--romfs] [--force].
 
 The driver and Microdot go as .mpy (compiled by tools/build.py: a board
 imports bytecode in a fraction of the heap that compiling the sources would
@@ -13,6 +13,13 @@ written by mpremote's own ``romfs deploy`` unless the partition already
 holds it; main.py is then the two lines that start the application there
 (tools/romfs_main.py). The code runs in place from flash and leaves the
 heap to the connections (see README, "On a board with a ROMFS partition").
+Copies of the driver and Microdot left in /lib are deleted, with their
+folders once empty.
+
+Without ``--romfs``, a board whose ROMFS image already holds the driver or
+Microdot is refused before anything is sent (exit 2, unless ``--force``): a
+board imports /rom/lib ahead of /lib, so it would go on running the image's
+old code whatever this sent to /lib.
 """
 
 import argparse
@@ -40,6 +47,10 @@ class NoBoard(Exception):
 
 class NoRomfs(Exception):
     """--romfs, and the board has no ROMFS partition."""
+
+
+class Shadowed(Exception):
+    """Without --romfs, and the board's ROMFS image holds the packages /lib would get."""
 
 
 def manifest(config, in_romfs=False):
@@ -107,6 +118,30 @@ def romfs_is_current(transport, image):
     return held == hashlib.sha256(image).digest()
 
 
+def packages():
+    """The top-level folders the firmware puts in /lib: wizfi250 and microdot."""
+    return sorted({rel.split(os.sep)[0] for _, rel in sources() if os.sep in rel})
+
+
+def romfs_shadows(transport):
+    """Our packages that the board's ROMFS image holds in /rom/lib, which a board puts
+    ahead of /lib on sys.path: those are imported from the image, never from /lib."""
+    try:
+        held = {entry.name for entry in transport.fs_listdir("/rom/lib")}
+    except (OSError, TransportError):
+        return []  # no partition, no valid image (so nothing mounted), or no lib/ in it
+    return [name for name in packages() if name in held]
+
+
+def shadow_warning(port, shadows):
+    """What a user is told when the ROMFS image would shadow a plain deploy, and the ways out."""
+    return ("the board's ROMFS image holds %s in /rom/lib, which the board imports ahead of /lib:\n"
+            "  it would go on running the image's code, not the .mpy sent to /lib. Either\n"
+            "  deploy into the image:  tools/deploy %s --romfs\n"
+            "  or erase the image:     mkdir -p build/empty-romfs && .venv/bin/mpremote connect %s romfs deploy build/empty-romfs\n"
+            "  and deploy again." % (" and ".join(shadows), port, port))  # fmt: skip
+
+
 def write_romfs(port, path):
     """The image into the board's partition, by mpremote's own ``romfs deploy``."""
     run = subprocess.run([os.path.join(BIN, "mpremote"), "connect", port, "romfs", "deploy", path],
@@ -165,13 +200,14 @@ def remove_shadows(transport, files):
 def remove_copies(transport):
     """With ``--romfs``: delete the driver's and Microdot's files from the board's /lib
     (a deploy without --romfs or `mpremote mip install` put them there): /rom/lib
-    shadows them, and they would only take flash."""
+    shadows them, and they would only take flash. Their folders go too once empty,
+    so that `ls :lib` shows nothing that looks installed."""
     names = {}
     for _, rel in sources():
         folder, name = ("lib/" + rel.replace(os.sep, "/")).rsplit("/", 1)
         names.setdefault(folder, set()).update((name, name[:-3] + ".mpy"))
     removed = []
-    for folder, stale in sorted(names.items()):
+    for folder, stale in sorted(names.items(), reverse=True):  # a subfolder before its parent
         try:
             entries = transport.fs_listdir(folder)
         except OSError:
@@ -181,6 +217,10 @@ def remove_copies(transport):
                 transport.fs_rmfile(folder + "/" + entry.name)
                 removed.append(folder + "/" + entry.name)
                 print("removed", removed[-1], "(the ROMFS image has it)", flush=True)
+        if folder != "lib" and not transport.fs_listdir(folder):
+            transport.fs_rmdir(folder)
+            removed.append(folder)
+            print("removed", folder, "(empty now)", flush=True)
     return removed
 
 
@@ -201,6 +241,8 @@ def main(argv=None):
                         help="file to install as /config.json (default: config.json)")  # fmt: skip
     parser.add_argument("--reset", action="store_true", help="soft-reset afterwards so main.py starts")
     parser.add_argument("--romfs", action="store_true", help="the code into the board's ROMFS partition, run in place")
+    parser.add_argument("--force", action="store_true",
+                        help="without --romfs: send to /lib even though the board's ROMFS image shadows it")  # fmt: skip
     args = parser.parse_args(argv)
     started = time.monotonic()
     files = manifest(args.config, args.romfs)
@@ -208,6 +250,9 @@ def main(argv=None):
     transport = None
     try:
         transport = connect(args.port)
+        shadows = romfs_shadows(transport) if image is None else []
+        if shadows and not args.force:
+            raise Shadowed(shadow_warning(args.port, shadows) + " Nothing was sent; --force sends to /lib anyway.")
         if image is not None:
             with open(image, "rb") as f:
                 current = romfs_is_current(transport, f.read())
@@ -216,7 +261,7 @@ def main(argv=None):
                 transport = None
                 write_romfs(args.port, image)
                 transport = connect(args.port)
-    except (NoBoard, NoRomfs) as e:
+    except (NoBoard, NoRomfs, Shadowed) as e:
         if transport is not None:
             transport.close()
         print("deploy:", e, file=sys.stderr)
@@ -238,6 +283,8 @@ def main(argv=None):
         transport.close()
     print("deploy: %d sent, %d unchanged%s in %.1f s"
           % (len(sent), len(unchanged), ", board reset" if args.reset else "", time.monotonic() - started))  # fmt: skip
+    if shadows:  # --force: sent, and said again where it can be seen last
+        print("deploy: warning:", shadow_warning(args.port, shadows), file=sys.stderr)
     return 0
 
 

@@ -17,8 +17,10 @@ What it emulates:
 - with ``romfs``, a ROMFS partition of that many bytes (``SANDBOX.rom`` on the
   host): ``vfs.rom_ioctl`` as a build with ``MICROPY_VFS_ROM`` has it, so
   ``mpremote romfs deploy`` writes it, and at start-up a valid image is mounted
-  at ``/rom`` with ``/rom`` and ``/rom/lib`` on ``sys.path``. The partition is
-  read into the heap (the unix port has no flash to map), so give ``heap`` room.
+  at ``/rom`` with ``/rom`` and ``/rom/lib`` on ``sys.path``. The unix port has
+  no flash to map, so the partition is read into one block of the heap, and the
+  interpreter gets that many bytes on top of ``heap``: the block stands for the
+  board's flash, and ``heap`` stays what the board's code has.
 
 What it does not emulate: ``machine`` (no UART, Pin or reset), hard reset,
 the ROMFS partition's erase and write timing,
@@ -73,8 +75,10 @@ ROMFS = """\
 class _RomVfs:
     def __init__(self, real, folder, name):
         self.real, self.host, self.name = real, real.VfsPosix(folder), '/' + name
+        # Read into its block in place: f.read() then a copy would need twice the partition.
+        self.rom = bytearray(self.host.stat(self.name)[6])
         with self.host.open(self.name, 'rb') as f:
-            self.rom = bytearray(f.read())
+            f.readinto(self.rom)
     def __getattr__(self, attr):
         return getattr(self.real, attr)
     def rom_ioctl(self, op, *args):
@@ -110,13 +114,21 @@ if vfs.rom_ioctl(2, 0)[:3] == b'\\xd2\\xcd\\x31':  # a ROMFS image: mounted as t
 """
 
 
+def size(text):
+    """Bytes from "128K", "1M" or "4096", as the command line and micropython's -X heapsize take them."""
+    text = str(text).strip().upper()
+    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
+    return int(text.rstrip("KM")) * scale
+
+
 class VirtualBoard:
     """The unix port behind a pty at ``self.port``; restarts it on each soft reset."""
 
     def __init__(self, sandbox, heap="256K", link=None, romfs=0):
         self.sandbox = os.path.abspath(sandbox)
         os.makedirs(os.path.join(self.sandbox, "lib"), exist_ok=True)
-        self.heap = heap
+        romfs = size(romfs)
+        self.heap = size(heap) + romfs  # the partition's block on top: it stands for flash
         self.rom = self.sandbox + ".rom" if romfs else None  # the ROMFS partition, erased at first
         if self.rom and not (os.path.exists(self.rom) and os.path.getsize(self.rom) == romfs):
             with open(self.rom, "wb") as f:
@@ -161,7 +173,7 @@ class VirtualBoard:
         # terminal, which is what turns Ctrl-C into SIGINT for the interpreter.
         self.proc = subprocess.Popen(
             ["/bin/sh", "-c", 'exec "$0" "$@" <>"$VBOARD_TTY" >&0 2>&0',
-             MICROPYTHON, "-X", "heapsize=" + self.heap, "-i", script],
+             MICROPYTHON, "-X", "heapsize=%d" % self.heap, "-i", script],
             env=dict(os.environ, MICROPYPATH=".frozen", VBOARD_TTY=os.ttyname(self._child_tty)),
             cwd=self.sandbox, start_new_session=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
@@ -229,10 +241,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sandbox", help="host folder that is the board's filesystem")
     parser.add_argument("--link", help="make a symlink to the pty here")
-    parser.add_argument("--heap", default="256K", help="MicroPython GC heap (default 256K)")
-    parser.add_argument("--romfs", help="a ROMFS partition of this size, e.g. 128K (SANDBOX.rom on the host)")
+    parser.add_argument("--heap", default="256K", type=size, help="MicroPython GC heap (default 256K)")
+    parser.add_argument("--romfs", default=0, type=size,
+                        help="a ROMFS partition of this size, e.g. 128K (SANDBOX.rom), given on top of the heap")  # fmt: skip
     args = parser.parse_args()
-    board = VirtualBoard(args.sandbox, args.heap, args.link, int(args.romfs.rstrip("K")) * 1024 if args.romfs else 0)
+    board = VirtualBoard(args.sandbox, args.heap, args.link, args.romfs)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("port", board.port, flush=True)
     print("ready", flush=True)
