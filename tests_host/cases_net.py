@@ -452,3 +452,34 @@ def test_clients_that_come_and_go_inside_one_send_are_each_served_their_own_byte
         engine.stop()
 
     run(main())
+
+
+def test_a_relisten_that_finds_no_heap_ends_quietly_and_the_next_accept_relistens():
+    # A task that ends in an exception prints "Task exception wasn't retrieved" on the
+    # board's console, and a full heap is a normal moment for a busy server.
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        unhandled = []
+        asyncio.get_event_loop().set_exception_handler(lambda loop, context: unhandled.append(context))
+
+        async def handler(reader, writer):
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        opened = engine.open_socket
+
+        async def no_heap(*args, **kw):
+            raise MemoryError
+
+        engine.open_socket = no_heap
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n{0,10.0.0.4,50000,2}x\n\r\n")
+        await asyncio.sleep(0.05)
+        engine.open_socket = opened
+        module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50001,2}y\n\r\n")
+        await asyncio.sleep(0.05)
+        eq(unhandled, [])
+        eq(engine.listener() is not None, True)
+        engine.stop()
+
+    run(main())

@@ -90,8 +90,8 @@ class Server:
                 self._relisten_again = False
                 try:
                     await self.reopen()
-                except OSError:
-                    pass
+                except (OSError, MemoryError):
+                    pass  # the module's own tick (or the supervisor) brings the listener back
         finally:
             self._relistening = False
 
