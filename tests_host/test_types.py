@@ -36,7 +36,7 @@ def install_stubs(folder, requirement):
         stamp = os.path.join(target, "%s-%s.dist-info" % (name.replace("-", "_"), version))
         if not os.path.isdir(stamp):
             subprocess.run([os.path.join(BIN, "pip"), "install", "-q", "--disable-pip-version-check", "--upgrade",
-                            "--no-deps", "--target", target, req], check=True)  # fmt: skip
+                            "--target", target, req], check=True)  # fmt: skip
 
 
 @pytest.mark.parametrize("port", sorted(STUBS))
