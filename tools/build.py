@@ -73,12 +73,19 @@ def romfs(out):
     return image
 
 
+def size(text):
+    """Bytes from "128K", "1M" or "4096", as the command line and micropython's -X heapsize take them."""
+    text = str(text).strip().upper()
+    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
+    return int(text.rstrip("KM")) * scale
+
+
 def romfs_args(image, heap, script=os.path.join(ROOT, "tools", "romfs_main.py")):
     """MicroPython's arguments to run ``script`` (by default the board's main.py, which
     starts ``app`` from the image) with ``image`` in place (tools/romfs_boot.py), in
     ``heap`` ("128K": a board's) plus the image, which stands for the board's flash."""
-    size = int(heap.rstrip("K")) * 1024 + os.path.getsize(image)
-    return ["-X", "heapsize=%d" % size, os.path.join(ROOT, "tools", "romfs_boot.py"), image, script]
+    total = size(heap) + os.path.getsize(image)
+    return ["-X", "heapsize=%d" % total, os.path.join(ROOT, "tools", "romfs_boot.py"), image, script]
 
 
 if __name__ == "__main__":

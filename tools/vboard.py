@@ -42,6 +42,8 @@ import tempfile
 import threading
 import tty
 
+from build import size
+
 CONSOLE_KEEP = 16384
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 
@@ -112,13 +114,6 @@ if vfs.rom_ioctl(2, 0)[:3] == b'\\xd2\\xcd\\x31':  # a ROMFS image: mounted as t
     vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2, 0)), '/rom')
     sys.path[2:2] = ['/rom', '/rom/lib']
 """
-
-
-def size(text):
-    """Bytes from "128K", "1M" or "4096", as the command line and micropython's -X heapsize take them."""
-    text = str(text).strip().upper()
-    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
-    return int(text.rstrip("KM")) * scale
 
 
 class VirtualBoard:
