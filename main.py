@@ -235,7 +235,9 @@ def start(app=main):
         config = load_config(os.getenv("WIZFI_CONFIG") if hasattr(os, "getenv") and os.getenv("WIZFI_CONFIG") else "config.json")
     except ConfigError as e:
         print("wizfi250: configuration error:", e)
-        return
+        if sys.platform in ("linux", "darwin"):
+            sys.exit(1)  # the unix port: tell the script that started it
+        return  # a board: back to the REPL (an exit there soft-resets into the same error)
     asyncio.run(app(config, open_transport(config["uart"], uart_path)))
 
 

@@ -174,7 +174,10 @@ def test_static_files_types_gzip_and_no_way_out(firmware):
     status, headers, body = fw.get("/style.css", {"Accept-Encoding": "gzip"})
     assert headers["Content-Encoding"] == "gzip" and headers["Content-Type"].startswith("text/css")
     assert gzip.decompress(body) == b"body{}" and "max-age" in headers["Cache-Control"]
-    assert fw.get("/style.css")[2] == b"body{}"
+    assert headers["Vary"] == "Accept-Encoding"
+    status, headers, body = fw.get("/style.css")  # the plain copy varies too: a cache must not reuse it for all
+    assert body == b"body{}" and "Content-Encoding" not in headers and headers["Vary"] == "Accept-Encoding"
+    assert "Vary" not in fw.get("/index.html")[1]  # a file with no gzip copy does not vary
     for path in ("/nope.html", "/../config.json", "/%2e%2e/config.json", "/..%2fconfig.json", "//etc/passwd"):
         with pytest.raises(urllib.error.HTTPError) as e:
             fw.get(path)
@@ -332,3 +335,13 @@ def test_the_request_log_prints_each_answered_request(tmp_path, capsys):
         fw.stop()
     log = [line for line in out.splitlines() if line.startswith("GET /") and ".html" in line]
     assert log == ["GET /index.html 200", "GET /missing.html 404"]
+
+
+@pytest.mark.parametrize("text, says", [("{not json", "is not valid JSON"), ('{"wifi": {}}', "missing wifi.mode")])
+def test_a_broken_configuration_is_named_and_exits_non_zero(tmp_path, text, says):
+    (tmp_path / "config.json").write_text(text)
+    tools_build.build(str(tmp_path / "mpy"))
+    env = dict(os.environ, MICROPYPATH=".frozen:%s" % (tmp_path / "mpy"), WIZFI_CONFIG=str(tmp_path / "config.json"))
+    done = subprocess.run([MICROPYTHON, os.path.join(ROOT, "main.py")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1  # tools/run and scripts see it failed
+    assert "wizfi250: configuration error:" in done.stdout and says in done.stdout

@@ -100,13 +100,16 @@ def static_file(request, root, path):
     if not _exists(full):
         return None
     ext = path.rsplit(".", 1)[-1]
-    compressed = ext in GZIP_TYPES and "gzip" in request.headers.get("Accept-Encoding", "") and _exists(full + ".gz")
+    varies = ext in GZIP_TYPES and _exists(full + ".gz")
+    compressed = varies and "gzip" in request.headers.get("Accept-Encoding", "")
     sent = full + ".gz" if compressed else full
     stream = _File(sent, request.sock[1])  # not a file: Microdot takes any body with __anext__
     response = send_file(full, compressed=compressed, stream=stream, max_age=3600)  # pyright: ignore[reportArgumentType]
     # With a length a client can tell a transfer cut short (a module reset) from a
     # complete one; HTTP/1.0 without it ends at the close either way.
     response.headers["Content-Length"] = str(os.stat(sent)[6])
+    if varies:  # a cache in between must not hand the gzip copy to a client that did not ask
+        response.headers["Vary"] = "Accept-Encoding"
     return response
 
 
