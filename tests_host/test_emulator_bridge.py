@@ -75,3 +75,23 @@ def test_control_port_resets_the_module(module):
     module.expect(b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n")
     module.send(b"AT\r")
     assert module.expect(b"[OK]\r\n") == b"AT\r\n[OK]\r\n"  # echo is back on after a reset
+
+
+@pytest.mark.timeout(30)
+def test_transcript_keeps_the_wifi_key_out_even_split_over_writes(tmp_path):
+    log = tmp_path / "transcript.log"
+    running = Running(baud=0, transcript=str(log))
+    try:
+        running.expect(b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n")
+        running.at(b"AT+WSEC=0,WPA2,sekrit-one")
+        for piece in (b"AT+WSEC=0,WP", b"A2,sek", b"rit-two\r"):  # the host's writes can split it anywhere
+            running.send(piece)
+            running.in_loop(lambda: None)
+        running.expect(b"[OK]\r\n")
+        running.at(b"AT+WSET=0,sekrit-ssid")
+    finally:
+        running.close()
+    text = log.read_text()
+    assert "sekrit-one" not in text and "rit-two" not in text and "sek'" not in text
+    assert "AT+WSEC=0,WPA2,**********" in text  # the rest of the line is kept, byte for byte
+    assert "sekrit-ssid" in text  # only the key is masked

@@ -1,6 +1,6 @@
 """Replay a saved UART transcript into the driver's parser: what did the driver see?
 
-python tools/replay.py TRANSCRIPT [--summary]
+tools/replay TRANSCRIPT [--summary]
 
 TRANSCRIPT is a firmware transcript (``/debug/transcript``, or the file the
 board saved) or an emulator one (``tools/emulate --transcript``): one chunk a
@@ -125,6 +125,9 @@ def report(chunks, seen, timeline=True):
 
 
 def main(argv):
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return 0
     if not argv or argv[0].startswith("-") or len(argv) > 2 or argv[1:] not in ([], ["--summary"]):
         print(__doc__.strip().split("\n\n")[1], file=sys.stderr)
         return 2

@@ -280,6 +280,7 @@ class Emulator:
         self._task = None
         self._servers = []
         self._log = None
+        self._open_line = {">": b"", "<": b""}  # each direction's unfinished line, for _mask_key
         self._tcp = None  # the connected TCP-serial client's writer
         self._tcp_in = bytearray()
         self._wake = None
@@ -342,8 +343,36 @@ class Emulator:
 
     def _transcript(self, arrow, data):
         if self._log is not None:
-            self._log.write("%.6f %s %r\n" % (time.monotonic() - self._t0, arrow, bytes(data)))
+            data = self._mask_key(arrow, bytes(data))
+            self._log.write("%.6f %s %r\n" % (time.monotonic() - self._t0, arrow, data))
             self._log.flush()
+
+    def _mask_key(self, arrow, data):
+        """``data`` with the key of ``AT+WSEC=mode,security,key`` as one ``*`` a byte, as the
+        firmware's transcript keeps it out: transcripts get attached to bug reports. Both
+        ways: with echo on, the module prints the command back. The line so far is kept
+        across reads, so a key split over two is masked in both."""
+        seen = len(self._open_line[arrow])
+        line = self._open_line[arrow] + data
+        out = bytearray(line)
+        start = 0
+        while start < len(line):
+            if line[start] == 10:  # the LF of the module's CR LF
+                start += 1
+                continue
+            cr = line.find(b"\r", start)
+            end = len(line) if cr < 0 else cr
+            if line.startswith(b"AT+WSEC=", start):
+                first = line.find(b",", start, end)
+                comma = line.find(b",", first + 1, end) if first >= 0 else -1
+                if comma >= 0:
+                    out[comma + 1 : end] = b"*" * (end - comma - 1)
+            if cr < 0:
+                break
+            start = cr + 1
+        rest = line[start:]
+        self._open_line[arrow] = rest if len(rest) <= 128 else b""  # a WSEC line is shorter; a payload need not be kept
+        return bytes(out[seen:])
 
     # --- the UART -----------------------------------------------------------
 
