@@ -236,3 +236,56 @@ def test_after_a_module_restart_only_init_speaks_and_stale_answers_pass_first():
         engine.stop()
 
     run(main())
+
+
+def test_a_frame_cut_short_by_a_restart_does_not_swallow_what_follows():
+    # Restarted mid-frame, the module never sends the rest of the payload. Its banner and
+    # every answer after it were taken as payload, up to the header's length: each command
+    # timed out, for minutes on an idle link. The first timeout now ends that frame.
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        sock = engine._new_socket(0, TCP)
+        module.uart.emit(b"{0,10.0.0.2,80,1400}" + b"x" * 300)
+        banner = b"\r\nWizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n"
+        module.uart.emit(banner)
+        module.replies[b"AT"] = b"[OK]\r\n"
+        await settle()
+        await fails(engine.command(b"AT", timeout_ms=100), 104)  # its [OK] went into the payload
+        eq((engine.parser.errors[P.CUT_FRAME], engine.restarting, engine.counters["resets"]), (1, True, 1))
+        eq(events, [(P.RESET, b"frame cut short")])  # the supervisor sets the module up again
+        eq((sock.open, sock.error, len(sock.rx)), (False, 104, 300 + len(banner) + 6))  # read, then ECONNRESET
+        for cmd in (b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"):
+            module.replies[cmd] = b"[OK]\r\n"
+        await engine.init()  # lines are lines again
+        module.uart.emit(b"{1,10.0.0.2,80,3}abc\r\n")  # and frames frames
+        await settle()
+        eq(bytes(engine.table[1].rx.read()), b"abc")
+        engine.stop()
+
+    run(main())
+
+
+def test_a_frame_held_by_a_full_ring_or_begun_during_the_command_is_not_cut():
+    async def main():
+        module = Module()
+        engine, events = engine_with(module, socket_rx=256)
+        sock = engine._new_socket(0, TCP)
+        module.uart.emit(b"{0,10.0.0.2,80,400}" + b"x" * 400 + b"\r\n")  # more than the ring takes
+        await settle()
+        await fails(engine.command(b"AT", timeout_ms=50), 110)  # unanswered: a plain timeout
+        eq((engine.parser.errors[P.CUT_FRAME], engine.restarting), (0, False))
+        eq(len(sock.rx.read()), 256)
+        await asyncio.sleep(0.01)  # the reader polls for room every millisecond
+        eq(len(sock.rx.read()), 144)  # the frame went on once read
+
+        def begin_frame(cmd):
+            module.uart.emit(b"{0,10.0.0.2,80,100}" + b"y" * 50)
+            return b""
+
+        module.replies[b"AT+WSTATUS"] = begin_frame  # its frame began after the command went out
+        await fails(engine.command(b"AT+WSTATUS", timeout_ms=50), 110)
+        eq((engine.parser.errors[P.CUT_FRAME], engine.restarting, events), (0, False, []))
+        engine.stop()
+
+    run(main())

@@ -60,7 +60,7 @@ def test_each_kind_of_rejection_is_counted():
         + b"Y" * 300 + b"\r\n[Who knows]\r\n{0,10.0.0.1,80,2}xyZZ\r\n" + VALID
     )  # fmt: skip
     rec, parser = parse_all(data)
-    assert parser.errors == [2, 1, 1, 1, 0]  # bad headers, overlong, bad trailer, unknown line, no memory
+    assert parser.errors == [2, 1, 1, 1, 0, 0]  # bad headers, overlong, bad trailer, unknown line, no memory, cut frames
     assert bytes(rec.payload[3]) == b"\x00[OK]\n" and bytes(rec.payload[0]) == b"xy"
 
 

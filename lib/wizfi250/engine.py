@@ -85,6 +85,7 @@ class Engine:
         # fail, and that connection is then lost (see _new_socket).
         self._rings = [Ring(socket_rx) for _ in range(rings)]
         self._resync = False
+        self._frames_at = 0  # frames received when the command on the wire was sent
         # From a module restart until init() has set it up again, only init speaks (see _run).
         self.restarting = False
         self._init_task = None
@@ -377,6 +378,7 @@ class Engine:
             await sleep_ms(QUIET_MS)
         self.tx = tx
         self.counters["commands"] += 1
+        self._frames_at = self.counters["frames"]
         try:
             await self.transport.write(tx.cmd + b"\r")
             if payload is not None:
@@ -409,6 +411,8 @@ class Engine:
             if left <= 0:
                 self.counters["timeouts"] += 1
                 self._resync = True
+                if self._cut_frame():
+                    raise tx.error  # type: ignore  (set by lost)
                 raise OSError(ETIMEDOUT, tx.cmd.decode())
             self._moved.clear()
             try:
@@ -536,6 +540,24 @@ class Engine:
         if self.tx is not None and kind == P.JOIN:
             self.tx.lines.append(text)
         self._deliver(kind, arg)
+
+    def _cut_frame(self):
+        """At a command timeout: end a frame the module stopped sending; True if there was one.
+
+        A module that restarts mid-frame never sends the rest of it, and the
+        parser would take its banner and every answer after it as payload, up
+        to the header's length: every command would time out until then. A
+        frame still short of bytes, with none waiting in the UART ring (so not
+        held by a full socket ring), that began before the command that timed
+        out, was cut: on the wire a frame takes a fraction of a timeout. What
+        came after the cut may have been a banner, so the module is taken as
+        restarted, and the supervisor sets it up again.
+        """
+        if self.counters["frames"] != self._frames_at or not self.parser.cut():
+            return False
+        self.lost("frame cut short")
+        self._deliver(P.RESET, b"frame cut short")
+        return True
 
     def _module_reset(self):
         """Banner or [Reset Event]: every socket is gone and every waiter fails."""

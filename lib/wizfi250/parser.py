@@ -60,8 +60,9 @@ OVERLONG = const(1)  # a line longer than max_line
 BAD_TRAILER = const(2)  # a payload not followed by CR LF
 UNKNOWN_LINE = const(3)  # an unknown bracketed line (delivered as UNKNOWN too)
 NO_MEMORY = const(4)  # the heap ran out handling a line or frame: that one is lost, parsing goes on
+CUT_FRAME = const(5)  # the module stopped sending a payload (it restarted): ended by ``cut``
 
-ERROR_NAMES = ("bad_header", "overlong", "bad_trailer", "unknown_line", "no_memory")
+ERROR_NAMES = ("bad_header", "overlong", "bad_trailer", "unknown_line", "no_memory", "cut_frame")
 
 
 # Socket events by their length: the id is one digit, 0-7, before the ']'.
@@ -101,7 +102,7 @@ class Parser:
         self.rx = Ring(size)  # the UART receive buffer: fill it with rx.space()/rx.commit()
         self.sink = sink
         self.max_line = max_line
-        self.errors = [0, 0, 0, 0, 0]
+        self.errors = [0, 0, 0, 0, 0, 0]
         self._part = b""  # start of a line that a frame interrupted (rare)
         self._skip = False  # dropping the rest of an overlong line
         self._left = 0  # payload bytes still to come
@@ -117,6 +118,19 @@ class Parser:
             return 0
         self._target = DISCARD
         return self._left
+
+    def cut(self):
+        """End the frame being received if it is waiting for bytes that are not in the
+        UART ring; return how many it missed (0: no frame, or its bytes are here and
+        a full target holds them). For when the module has stopped sending it (see
+        ``Engine._cut_frame``): from here on its output is read as lines again."""
+        left = self._left
+        if not left or self.rx.head != self.rx.tail:
+            return 0
+        self._left = 0
+        self._target = DISCARD
+        self.errors[CUT_FRAME] += 1
+        return left
 
     def feed(self, data):
         """Copy ``data`` in and parse it (tests, replay). Returns bytes taken."""

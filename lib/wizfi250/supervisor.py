@@ -63,7 +63,8 @@ class Supervisor:
                     await self.engine.resync_table()
                 return
             except OSError:
-                pass
+                if self.engine.restarting:
+                    return  # a restart was seen meanwhile: its event asked for the restore
         self.engine.lost("module silent")
         self._reinit = True
         self._need.set()
