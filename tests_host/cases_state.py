@@ -137,7 +137,9 @@ def test_reader_that_stops_reading_costs_only_its_own_socket():
 def test_resync_takes_the_modules_word_for_its_sockets():
     async def main():
         module = Module()
-        engine, _ = engine_with(module)
+        engine, events = engine_with(module)
+        accepted = []
+        engine.on_accept = accepted.append
         gone = engine._new_socket(3, TCP)
         module.replies[b"AT+SMGMT=?"] = (
             b"Number of Sockets : 3 (SCID/Mode/Remote/Local/DataMode)\r\n"
@@ -147,6 +149,7 @@ def test_resync_takes_the_modules_word_for_its_sockets():
         eq([s.kind if s else None for s in engine.table], [LISTENER, ACCEPTED, UDP] + [None] * 5)
         eq((engine.server_port, engine.table[2].local_port), (80, 30001))
         assert not gone.open and gone.error == 104
+        eq((accepted, events), ([engine.table[1]], [(P.CONNECT, 1)]))  # the server serves it
         engine.stop()
 
     run(main())

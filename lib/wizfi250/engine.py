@@ -299,7 +299,9 @@ class Engine:
                     self._listen(sid)
                 else:
                     kind = {"TCN": TCP, "USN": UDP, "UCN": UDP}.get(kind, ACCEPTED)
-                    self._new_socket(sid, kind, local_port)
+                    sock = self._new_socket(sid, kind, local_port)
+                    if kind == ACCEPTED:  # a connection whose [CONNECT n] was missed: the server's
+                        self._deliver(P.CONNECT, sid, sock)
 
     async def ssend(self, sock, data, ip="", port=0):
         """AT+SSEND: send ``data`` (at most ``SSEND_MAX`` bytes) on ``sock``, the whole transaction.
