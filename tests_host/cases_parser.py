@@ -315,6 +315,14 @@ def test_garbage_bad_headers_and_overlong_lines_lose_nothing_after_them():
         eq(parser.errors[P.OVERLONG], 1)
 
 
+def test_a_line_of_exactly_max_line_is_kept_wherever_a_read_ends():
+    # Split between its CR and LF, the line counted its CR and was dropped as overlong.
+    line = b"I" * 256
+    for cut in CUTS + (lambda n: 257,):
+        rec, parser = parse_all(line + b"\r\n" + b"J" * 257 + b"\r\n[OK]\r\n", cut)
+        eq((rec.lines[0][2], parser.errors[P.OVERLONG], kinds(rec)), (line, 1, [P.INFO, P.OK]))
+
+
 def test_missing_trailer_is_reported_and_parsing_resumes():
     rec, parser = parse_all(b"{0,1.2.3.4,5,2}abXY[OK]\r\n")
     eq(bytes(rec.payload[0]), b"ab")

@@ -253,7 +253,7 @@ class Parser:
             if nl < 0:
                 if self._skip:
                     head = tail
-                elif len(self._part) + tail - head > self.max_line:
+                elif len(self._part) + tail - head - (buf[tail - 1] == 13) > self.max_line:  # a CR is no text
                     self._overlong(mv, head, tail)
                     head = tail
                 break
