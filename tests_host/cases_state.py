@@ -5,6 +5,7 @@ imports less and keeps its headroom in a 64 KB heap.
 """
 
 import asyncio
+import gc
 
 from fakeuart import Module, engine_with, eq, fails, run, settle
 from noheap import NoHeapFor
@@ -129,6 +130,24 @@ def test_reader_that_stops_reading_costs_only_its_own_socket():
         assert not stuck.open and stuck.error == 105 and engine.table[0] is None
         eq((engine.counters["overflow"], engine.counters["adopted"], events), (1, 0, []))
         eq(engine.counters["discarded"], 68 + 32 + 3)  # the frame's rest, the full ring, what came after
+        engine.stop()
+
+    run(main())
+
+
+def test_a_restart_during_the_close_of_a_dropped_socket_leaves_no_task_error():
+    async def main():
+        errors = []
+        asyncio.get_event_loop().set_exception_handler(lambda loop, context: errors.append(context))
+        module = Module()
+        engine, events = engine_with(module, socket_rx=32, stall_ms=50)
+        engine._new_socket(0, TCP)
+        module.replies[b"AT+SMGMT=0"] = b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n"
+        module.uart.emit(b"{0,10.0.0.1,80,100}" + b"s" * 100 + b"\r\n")
+        await asyncio.sleep(0.2)
+        eq((module.commands, events), ([b"AT+SMGMT=0"], [(P.BANNER, b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)")]))
+        gc.collect()  # CPython reports an unretrieved task error when the task is freed
+        eq(errors, [])
         engine.stop()
 
     run(main())

@@ -23,10 +23,12 @@ SUPPORT = ("gen", "fakeuart", "noheap", "check", "mp_runner")
 # engine: the stall drop that closes the socket on the module (125 bytes of .mpy) took
 # them past 64K, which was their edge too (66K passes).
 # The engine cases passed at 64K with no margin (63K failed), and then failed at 64K in
-# one build folder but not another; ending a frame cut short by a restart (Engine._cut_frame)
-# and its cases took them to 68K. Here the engine's own code is heap too (engine.mpy is 7.6 KB).
-HEAP = {"cases_net": "128K", "cases_wifi": "128K", "cases_interleave": "72K", "cases_state": "72K",
-        "cases_transcript": "72K", "cases_engine": "72K"}  # fmt: skip
+# one build folder but not another: a fence at the edge is a flaky test. With the end of
+# frames cut short by a restart and the quiet close of a dropped socket, the engine and
+# state cases need 70K (measured); they get 80K. Here the driver's code is heap too
+# (engine.mpy alone is 7.6 KB), where a board keeps it in flash.
+HEAP = {"cases_net": "128K", "cases_wifi": "128K", "cases_interleave": "72K", "cases_state": "80K",
+        "cases_transcript": "72K", "cases_engine": "80K"}  # fmt: skip
 
 
 def _tests(module):

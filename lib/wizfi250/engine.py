@@ -170,9 +170,15 @@ class Engine:
         sock.error = ENOBUFS
         sock.changed.set()
         try:
-            asyncio.create_task(self.close_socket(sock))
+            asyncio.create_task(self._close_dropped(sock))
         except MemoryError:
             self._end_socket(sock, ENOBUFS)  # no heap for the close: forgotten, as a last resort
+
+    async def _close_dropped(self, sock):
+        try:
+            await self.close_socket(sock)
+        except (OSError, MemoryError):
+            pass  # a restart ended it anyway; or no heap: the stall limit drops what comes
 
     # --- commands -----------------------------------------------------------
 
