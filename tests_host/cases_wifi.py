@@ -2,7 +2,7 @@
 
 import asyncio
 
-from fakeuart import Module, engine_with, eq, fails, run
+from fakeuart import Module, engine_with, eq, fails, run, settle
 from wizfi250 import parser as P
 from wizfi250.net import Net
 from wizfi250.sockets import LISTENER, TCP
@@ -21,7 +21,17 @@ def ok_module():
         module.replies[prefix] = b"[OK]\r\n"
     module.replies[b"AT+WJOIN"] = JOINED
     module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n\r\n[LISTEN 0]\r\n"
+    module.replies[b"AT+MRESET"] = b"[OK]\r\nWizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n"
     return module
+
+
+async def started(sup):
+    """Wait for the supervisor's first restore: the module restarted, then set up."""
+    for _ in range(100):
+        if sup.state == "up":
+            return
+        await asyncio.sleep(0.01)
+    eq(sup.state, "up")
 
 
 def test_scan_rows_with_the_extra_field_and_a_slash_in_the_ssid():
@@ -49,6 +59,30 @@ def test_join_then_status():
     run(main())
 
 
+def test_the_supervisor_starts_by_restarting_a_module_that_kept_running():
+    # The board restarted (a reset, a deploy), the module did not: a UDP socket of the
+    # previous run (id 3) sends a datagram, taken for a connection. The restart ends it.
+    async def main():
+        module = ok_module()
+        module.replies[b"AT+MRESET"] = b"[OK]\r\n\r\n[DISCONNECT 3]\r\n\r\n[Link-Down Event]\r\n"
+        engine, events = engine_with(module)
+        module.uart.emit(b"{3,10.0.0.9,5000,4}ping\r\n")
+        await settle()
+        old = engine.table[3]
+        sup = Supervisor(Net(engine), WiFi(engine), join=("station", "MyAP", "secret99", ""))
+        task = asyncio.create_task(sup.run())
+        await asyncio.sleep(0.1)
+        eq((sup.state, module.commands), ("initialising", [b"AT+MRESET"]))  # nothing until the banner
+        module.uart.emit(b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n")
+        await started(sup)
+        eq(module.commands[:6], [b"AT+MRESET", b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"])
+        eq((old.open, engine.table[3], engine.wifi["state"], engine.counters["resets"]), (False, None, "up", 1))
+        task.cancel()
+        engine.stop()
+
+    run(main())
+
+
 def test_supervisor_restores_service_after_a_module_reset():
     async def main():
         module = ok_module()
@@ -56,8 +90,7 @@ def test_supervisor_restores_service_after_a_module_reset():
         net = Net(engine)
         sup = Supervisor(net, WiFi(engine), join=("station", "MyAP", "secret99", ""))
         task = asyncio.create_task(sup.run())
-        await asyncio.sleep(0.05)
-        eq(sup.state, "up")
+        await started(sup)
         await net.start_server(lambda r, w: None, 80)
         eq(engine.table[0].kind, LISTENER)
         module.commands.clear()
@@ -67,7 +100,7 @@ def test_supervisor_restores_service_after_a_module_reset():
         eq(module.commands, [b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1",
                              b"AT+WSET=0,MyAP", b"AT+WSEC=0,,secret99", b"AT+WNET=1", b"AT+WJOIN",
                              b"AT+SCON=O,TSN,,,80,0"])  # fmt: skip
-        eq((engine.wifi["state"], engine.table[0].kind, engine.counters["resets"]), ("up", LISTENER, 1))
+        eq((engine.wifi["state"], engine.table[0].kind, engine.counters["resets"]), ("up", LISTENER, 2))  # with the start's
         task.cancel()
         engine.stop()
 
@@ -80,7 +113,7 @@ def test_supervisor_rejoins_after_link_down_with_backoff():
         engine, _ = engine_with(module)
         sup = Supervisor(Net(engine), WiFi(engine), join=("station", "MyAP", "k" * 8, ""))
         task = asyncio.create_task(sup.run())
-        await asyncio.sleep(0.05)
+        await started(sup)
         module.replies[b"AT+WJOIN"] = b"Joining : MyAP\r\nFailed to join: MyAP\r\n[ERROR]\r\n"
         module.uart.emit(b"\r\n[Link-Down Event]\r\n")
         await asyncio.sleep(0.05)
@@ -134,8 +167,7 @@ async def probing_supervisor():
     engine, _ = engine_with(module)
     sup = Supervisor(Net(engine), WiFi(engine), join=None, probe_ms=50)
     task = asyncio.create_task(sup.run())
-    await asyncio.sleep(0.02)
-    eq(sup.state, "up")
+    await started(sup)
     return module, engine, sup, task
 
 
@@ -146,7 +178,7 @@ def test_a_silent_module_is_probed_then_treated_as_reset():
         module.replies[b"AT"] = b""  # the module stops answering
         await asyncio.sleep(3.5)  # three 1 s probes
         assert not sock.open and sock.error == 104  # every waiter and socket failed
-        eq(engine.counters["resets"], 1)
+        eq(engine.counters["resets"], 2)  # the restart at start-up, then this
         module.replies[b"AT"] = b"[OK]\r\n"
         for _ in range(100):  # re-initialised once the module answers (after its backoff)
             if sup.state == "up":

@@ -84,7 +84,17 @@ class Firmware:
         else:
             tools_build.build(str(build))
         self.log = open(tmp / "firmware.log", "w")
+        self._run = (cmd, env)
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def restart_board(self):
+        """Kill the firmware and start it again while the module runs on, as when the
+        board is reset or deployed to: the module has a reset line of its own."""
+        self.proc.kill()
+        self.proc.wait()
+        cmd, env = self._run
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_serving(30)
 
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.http, path)
@@ -204,6 +214,23 @@ def test_service_returns_after_a_module_reset(firmware):
     fw = firmware
     assert fw.control(op="reset")["ok"]
     fw.wait_serving(10)
+
+
+def test_a_board_restarted_while_the_module_ran_on_serves_everything_again(tmp_path):
+    # The module kept the last run's sockets: its UDP socket's datagrams were taken for
+    # TCP connections (served as HTTP), the echo went silent, and the Wi-Fi state was unknown.
+    fw = Firmware(tmp_path)
+    try:
+        fw.restart_board()
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.settimeout(10)
+        udp.sendto(b"echo me", ("127.0.0.1", fw.udp))
+        assert udp.recvfrom(100)[0] == b"echo me"
+        status = json.loads(fw.get("/api/status")[2])
+        assert (status["wifi"]["state"], status["wifi"]["ip"], status["counters"]["adopted"]) == ("up", "127.0.0.1", 0)
+        assert fw.control(op="stats")["stats"]["resets"] == 2  # each run restarted the module once, at its start
+    finally:
+        fw.stop()
 
 
 def test_link_down_is_followed_by_a_rejoin(firmware):

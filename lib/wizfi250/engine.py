@@ -26,6 +26,7 @@ from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, UDP, Socket
 
 SSEND_MAX = 1400  # payload per SSEND: what the module reads in one piece (reference 4.4)
 QUIET_MS = 100  # after a restart or a resync, stale answers pass for this long
+RESTART_MS = 5000  # from AT+MRESET's [OK] to the banner, at most
 
 EIO = 5
 EINVAL = 22
@@ -182,16 +183,35 @@ class Engine:
 
     # --- commands -----------------------------------------------------------
 
-    async def init(self):
+    async def init(self, restart=False):
         """Bring a (re)started module to what this driver relies on.
 
         Echo off (an echoed byte can land inside a frame, reference 1.4), message
         level 2 (``[OK]`` and ``[CONNECT n]`` live there), ``[LISTEN n]`` events (the
         only word of where the server's listener went) and the multi-connection
         server (one socket id per client).
+
+        ``restart`` first restarts the module (``AT+MRESET``) and waits for its
+        banner: for a driver that starts while the module kept running (the board
+        was reset, or deployed to). It knows neither the module's Wi-Fi state nor
+        the previous run's sockets, which would hold ids and whose data would be
+        taken for new connections (a UDP socket's datagrams served as HTTP).
         """
         self._init_task = asyncio.current_task()
         try:
+            if restart:
+                resets = self.counters["resets"]
+                try:
+                    await self.command(b"AT+MRESET")
+                except OSError:
+                    if self.counters["resets"] == resets:
+                        raise
+                    # the banner came before the [OK] was seen (it fails every waiter): done
+                deadline = ticks_add(ticks_ms(), RESTART_MS)
+                while self.counters["resets"] == resets:  # the banner: after 500 ms (reference 6.4) and a boot
+                    if ticks_diff(deadline, ticks_ms()) <= 0:
+                        raise OSError(ETIMEDOUT, "no banner after AT+MRESET")
+                    await sleep_ms(20)
             if self.restarting:
                 # A command sent just before the restart may still be answered after
                 # the banner: let those stale lines pass before the first command, or

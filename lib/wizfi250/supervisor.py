@@ -1,5 +1,7 @@
 """Keeps the module in service without the application restarting.
 
+It starts by restarting the module (``AT+MRESET``), which may have kept
+running while the board restarted (see ``Engine.init``).
 A boot banner or ``[Reset Event]`` means the module restarted: the engine
 has already failed every waiter and ended every socket; here the module
 is set up again, the network re-joined and every server re-opened. A
@@ -17,7 +19,7 @@ from .engine import ECONNABORTED
 
 
 class Supervisor:
-    def __init__(self, net, wifi, join=None, probe_ms=10000, max_backoff_ms=30000):
+    def __init__(self, net, wifi, join=None, probe_ms=10000, max_backoff_ms=30000, restart=True):
         self.net = net
         self.engine = net.engine
         self.wifi = wifi
@@ -28,6 +30,7 @@ class Supervisor:
         self.state = "starting"
         self._need = asyncio.Event()
         self._reinit = True
+        self._restart = restart  # the first init restarts the module: a clean start (Engine.init)
         self._timeouts = 0
         net.listeners.append(self._event)
 
@@ -75,8 +78,8 @@ class Supervisor:
             try:
                 if self._reinit:
                     self.state = "initialising"
-                    await self.engine.init()
-                    self._reinit = False
+                    await self.engine.init(self._restart)
+                    self._reinit = self._restart = False
                 if self.join is not None and self.engine.wifi["state"] != "up":
                     self.state = "joining"
                     if self.join[0] == "ap":
