@@ -247,6 +247,17 @@ def test_events_and_boot_banner():
         eq(parser.errors[P.UNKNOWN_LINE], 1)  # [P2P Fail Event] is reported, not hidden
 
 
+def test_a_banner_behind_what_the_restart_cut_short_is_still_a_banner():
+    # A line, a stray byte, the first half of a split prompt: the restart went unnoticed.
+    banner = b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n"
+    for before in (b"Number of Sockets : 1 (SCID/Mo", b"\x00", b"[0,,,5{1,10.0.0.1,80,3}abc\r\n"):
+        for cut in CUTS:
+            rec, parser = parse_all(before + banner + b"[OK]\r\n", cut)
+            eq((kinds(rec), parser.errors[P.UNKNOWN_LINE]), ([P.BANNER, P.OK], 0))
+    rec, parser = parse_all(b"001/WizFi250 Version 2/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n")
+    eq(kinds(rec), [P.INFO])  # a scan row naming such a network is no restart
+
+
 def test_an_event_with_an_id_the_module_never_prints_is_reported_not_taken():
     # The module prints ids 0-7 with %x: anything else in an event's place is not one,
     # and taking it would open, close or move a listener on the wrong socket.

@@ -379,7 +379,7 @@ class Parser:
         elif line == b"]" and self._prompt_tail:
             self._prompt_tail = False  # the second half of a split prompt
             return
-        elif line.startswith(b"WizFi") and b" Version " in line:
+        elif _banner(line):
             kind = BANNER
         elif line.startswith(_JOIN_PREFIXES):
             kind = JOIN
@@ -409,8 +409,19 @@ class Parser:
             if sid >= 0 and size >= 0:
                 self._prompt_tail = not closed
                 return PROMPT, (sid, size)
+        if _banner(line):  # behind the half of a prompt the restart cut short
+            self._prompt_tail = False
+            return BANNER, None
         self._error(UNKNOWN_LINE, line, 0, 32)
         return UNKNOWN, None
+
+
+def _banner(line):
+    """``WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)``, also behind what the restart cut short
+    (a line, a stray byte): missed, the restart would go unnoticed, sockets and all."""
+    if b" Version " not in line:
+        return False
+    return line.startswith(b"WizFi") or (line.endswith(b"(WIZnet Co.Ltd)") and b"WizFi" in line)
 
 
 def _hex_id(text):
