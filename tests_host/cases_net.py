@@ -454,6 +454,31 @@ def test_clients_that_come_and_go_inside_one_send_are_each_served_their_own_byte
     run(main())
 
 
+def test_a_client_whose_request_fills_its_ring_during_a_send_is_served_at_once():
+    # Its handler is its only reader. Handed over only at the SSEND's [OK], which comes
+    # after the rest of the request, it could not make room: the UART stood still for
+    # the stall limit, then the connection was dropped with its request (fuzzer round 2).
+    async def main():
+        module = Module()
+        net, engine = net_with(module, socket_rx=64, idle_ms=0)
+        engine.stall_ms = 1000
+        served = []
+
+        async def handler(reader, writer):
+            served.append(await reader.readexactly(100))
+            await writer.aclose()
+
+        await net.start_server(handler, 80)  # the listener on id 0
+        module.after_payload = b"\r\n[CONNECT 0]\r\n{0,10.0.0.7,40000,100}" + b"R" * 100 + b"\r\n[OK]\r\n"
+        await engine.ssend(engine._new_socket(5, TCP), b"hi")
+        module.after_payload = b"[OK]\r\n"
+        await asyncio.sleep(0.05)
+        eq((served, engine.counters["overflow"]), ([b"R" * 100], 0))  # not dropped at the stall limit
+        engine.stop()
+
+    run(main())
+
+
 def test_a_relisten_that_finds_no_heap_ends_quietly_and_the_next_accept_relistens():
     # A task that ends in an exception prints "Task exception wasn't retrieved" on the
     # board's console, and a full heap is a normal moment for a busy server.

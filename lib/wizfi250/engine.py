@@ -657,26 +657,26 @@ class Engine:
     def _deliver(self, kind, arg, accepted=None):
         """Hand an event to the application, or park it while a transaction is open.
 
-        ``accepted``: the socket a server's ``[CONNECT n]`` made, parked with its
-        event. By the time it is delivered its id may already be nobody's (a
-        client that sent its request and closed, all inside one SSEND) or a newer
-        connection's: looked up by id then, it would never be served.
+        ``accepted``: the socket a server's ``[CONNECT n]`` made, handed to the
+        server at once, event or not: its handler is its only reader, and its
+        request may be bigger than its ring. Parked until the transaction's
+        ``[OK]``, which comes after the rest of that request, nobody could make
+        room: the UART would be held until the stall limit dropped the
+        connection. (``on_accept`` only queues it; no command goes out from here.)
         """
-        if self.tx is not None:
-            self.pending.append((kind, arg, accepted))
-        else:
-            self._emit(kind, arg, accepted)
-
-    def _emit(self, kind, arg, accepted):
         if accepted is not None and self.on_accept is not None:
             self.on_accept(accepted)
-        if self.on_event is not None:
+        if self.tx is not None:
+            self.pending.append((kind, arg))
+        elif self.on_event is not None:
             self.on_event(kind, arg)
 
     def _flush(self):
         pending = self.pending
         while pending:
-            self._emit(*pending.pop(0))
+            kind, arg = pending.pop(0)
+            if self.on_event is not None:
+                self.on_event(kind, arg)
 
     def stats(self):
         """Counters for the status page: the engine's and the parser's rejections."""
