@@ -479,6 +479,26 @@ def test_a_client_whose_request_fills_its_ring_during_a_send_is_served_at_once()
     run(main())
 
 
+def test_after_the_flush_timer_failed_to_send_writes_fail_instead_of_leaving_a_hole():
+    # The timer's send of the short tail ended in [TCP Send Error], and nobody heard: the
+    # next write went out, so the peer got it without the bytes before it (fuzzer round 2).
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        stream = Stream(engine, engine._new_socket(0, TCP))
+        module.after_payload = b"\r\n[TCP Send Error]\r\n"
+        stream.write(b"part1")
+        await stream.drain()  # the tail is left to the flush timer
+        await asyncio.sleep(0.05)
+        module.after_payload = b"[OK]\r\n"
+        await fails(stream.awrite(b"part2"), 5)
+        eq(module.payloads, [b"part1"])
+        await stream.aclose()
+        engine.stop()
+
+    run(main())
+
+
 def test_a_relisten_that_finds_no_heap_ends_quietly_and_the_next_accept_relistens():
     # A task that ends in an exception prints "Task exception wasn't retrieved" on the
     # board's console, and a full heap is a normal moment for a busy server.

@@ -12,6 +12,8 @@ is written first; ``aclose`` sends everything before closing.
 
 After the peer's ``[DISCONNECT n]`` reads return what is left, then EOF;
 writes raise ``OSError(104)``, which Microdot treats as a quiet disconnect.
+After a failed send (the flush timer's too) every write raises its error:
+the peer must never get later bytes with the failed ones missing.
 Waits are on ``asyncio.Event`` (through ``EventWaiter``, which on MicroPython
 waits without allocating), so CircuitPython runs this too.
 """
@@ -20,7 +22,7 @@ import asyncio
 import sys
 
 from .engine import SSEND_MAX
-from .sockets import ECONNRESET
+from .sockets import ECONNRESET, ENOBUFS
 
 # MicroPython's scheduler, which EventWaiter queues a task on; None elsewhere.
 _core = getattr(asyncio, "core", None) if sys.implementation.name == "micropython" else None
@@ -104,6 +106,7 @@ class Stream:
         self._out = None  # the output queue, from the first write on
         self._flusher = None
         self._closed = False
+        self._failed = 0  # errno of a send that lost queued bytes: the stream has a hole from there
         self._changed = EventWaiter(sock.changed)
 
     # --- reading ------------------------------------------------------------
@@ -169,9 +172,12 @@ class Stream:
         self._out += data
 
     def _queue(self):
-        """The output queue, taken at the first write; raises once the socket is closed."""
+        """The output queue, taken at the first write; raises once the socket is closed,
+        or a send failed (even the flush timer's, whose error nobody else sees)."""
         if self._closed or not self.sock.open:
             raise OSError(ECONNRESET)
+        if self._failed:
+            raise OSError(self._failed)
         if self._out is None:
             self._out = self._pool.pop() if self._pool else new_queue()
         return self._out
@@ -198,9 +204,23 @@ class Stream:
             await self._send(min(len(self._out), SSEND_MAX))
 
     async def _send(self, n, source=None):
+        """One SSEND. A failed one has taken its bytes out of the queue: what is written
+        after it must not reach the peer as if it followed them, so the stream fails."""
         if not self.sock.open:
             raise OSError(ECONNRESET)
-        return await self.engine.ssend_from(self.sock, self._out, n, source)
+        if self._failed:
+            raise OSError(self._failed)
+        out = self._out
+        queued = len(out)
+        try:
+            return await self.engine.ssend_from(self.sock, out, n, source)
+        except OSError as e:
+            self._failed = e.args[0] if e.args else ECONNRESET
+            raise
+        except MemoryError:
+            if len(out) < queued:
+                self._failed = ENOBUFS
+            raise
 
     async def send_from(self, source):
         """Send what is queued, then everything ``source.readinto`` gives until it
