@@ -211,14 +211,14 @@ class Stream:
         if self._failed:
             raise OSError(self._failed)
         out = self._out
-        queued = len(out)
+        queued = len(out) if out is not None else 0  # callers have a queue; the types do not know
         try:
             return await self.engine.ssend_from(self.sock, out, n, source)
         except OSError as e:
             self._failed = e.args[0] if e.args else ECONNRESET
             raise
         except MemoryError:
-            if len(out) < queued:
+            if out is not None and len(out) < queued:
                 self._failed = ENOBUFS
             raise
 
