@@ -162,6 +162,8 @@ async def run_forever(coro_fn, *args):
         except OSError as e:
             if e.args and e.args[0] == ECONNABORTED:
                 raise
+        except MemoryError:
+            pass  # no heap for it now (six downloads at a small heap): it ended; try again
         await asyncio.sleep(1)
 
 
@@ -238,7 +240,10 @@ def start(app=main):
         if sys.platform in ("linux", "darwin"):
             sys.exit(1)  # the unix port: tell the script that started it
         return  # a board: back to the REPL (an exit there soft-resets into the same error)
-    asyncio.run(app(config, open_transport(config["uart"], uart_path)))
+    try:
+        asyncio.run(app(config, open_transport(config["uart"], uart_path)))
+    except KeyboardInterrupt:
+        print("wizfi250: stopped")  # Ctrl-C: the way to stop it, not a failure
 
 
 if __name__ == "__main__":
