@@ -7,6 +7,8 @@ Prints ``serial <pty path>``, ``control <port>`` (with --control) and
 import argparse
 import asyncio
 import signal
+import socket
+import sys
 
 from .bridge import Config, Emulator
 
@@ -44,12 +46,32 @@ def config_from(args):
     )  # fmt: skip
 
 
+def taken(ports):
+    """(module port, host port) pairs whose host port another program listens on."""
+    busy = []
+    for module_port, host_port in sorted(ports.items()):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", host_port))
+        except OSError:
+            busy.append((module_port, host_port))
+        finally:
+            probe.close()
+    return busy
+
+
 async def main(args):
+    config = config_from(args)
+    # The module would report the failed listen as [DISCONNECT n] and retry for ever,
+    # while clients of that port reach the other program: say so, and stop, here.
+    for module_port, host_port in taken(config.ports):
+        sys.exit("emulate: 127.0.0.1:%d (for module port %d) is in use by another program" % (host_port, module_port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    emu = Emulator(config_from(args))
+    emu = Emulator(config)
     await emu.start()
     print("serial", emu.serial_path, flush=True)
     if emu.control_port is not None:
