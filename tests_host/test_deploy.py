@@ -175,6 +175,16 @@ def test_no_port_is_a_clear_error(tmp_path):
     assert "no board" in run.stderr and "does not exist" in run.stderr
 
 
+def test_a_broken_configuration_is_refused_before_the_board_is_touched(board, tmp_path):
+    for text, says in (("{", "is not valid JSON"), ('{"wifi": {}}', "missing wifi.mode")):
+        (tmp_path / "bad.json").write_text(text)
+        run = subprocess.run(DEPLOY + [board.port, "--config", str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=60)
+        assert (run.returncode, "nothing sent" in run.stderr, says in run.stderr) == (2, True, True), run.stderr
+    run = subprocess.run(DEPLOY + [board.port, "--config", str(tmp_path / "none.json")], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "no configuration file" in run.stderr  # not "the board stopped answering" (3)
+    assert not (tmp_path / "board" / "main.py").exists()
+
+
 def test_a_silent_port_is_a_clear_error_within_seconds():
     host, device = os.openpty()
     try:

@@ -234,6 +234,20 @@ def soft_reset(transport):
         raise NoBoard("the board did not soft-reset (it sent %r)" % data[-200:])
 
 
+def config_problem(path):
+    """What is wrong with the configuration file, in main.py's words, or None. Checked
+    before the board is touched: there a bad one stops the firmware, and says so only
+    on the board's console."""
+    sys.path[:0] = [ROOT, os.path.join(ROOT, "lib")]
+    from main import ConfigError, load_config
+
+    try:
+        load_config(path)
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("port", help="the board's serial port, e.g. /dev/ttyACM0")
@@ -244,6 +258,10 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true",
                         help="without --romfs: send to /lib even though the board's ROMFS image shadows it")  # fmt: skip
     args = parser.parse_args(argv)
+    problem = config_problem(args.config)
+    if problem:
+        print("deploy: nothing sent:", problem, file=sys.stderr)
+        return 2
     started = time.monotonic()
     files = manifest(args.config, args.romfs)
     image = romfs(ROMFS_DIR) if args.romfs else None
