@@ -81,7 +81,7 @@ class Supervisor:
                     await self.engine.init(self._restart)
                     self._reinit = self._restart = False
                 if self.join is not None and self.engine.wifi["state"] != "up":
-                    self.state = "joining"
+                    self.state = "joining " + self.join[1]
                     if self.join[0] == "ap":
                         await self.wifi.soft_ap(self.join[1], self.join[2])
                     else:
@@ -97,6 +97,9 @@ class Supervisor:
                 if e.args and e.args[0] == ECONNABORTED:
                     self.state = "stopped"
                     raise  # the driver is stopped: no retry can succeed
+                # On the console too: a wrong key in the configuration showed nowhere but
+                # in a UART transcript, while the site stayed silent.
+                print("wizfi250: %s failed (%s), again in %d s" % (self.state, e.args[-1] if e.args else "", backoff // 1000))
                 self.state = "retrying: %r" % (e,)
                 await asyncio.sleep(backoff / 1000)
                 backoff = min(backoff * 2, self.max_backoff_ms)
