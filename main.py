@@ -201,6 +201,8 @@ async def bring_up(config, transport):
     supervisor = Supervisor(net, wifi, join)
     asyncio.create_task(supervisor.run())
     while supervisor.state != "up":
+        if supervisor.state == "stopped":
+            await engine.start()  # the reader ended (the UART went away): its error, not a hang
         await asyncio.sleep(0.05)
     return engine, net, wifi, supervisor
 
@@ -225,8 +227,7 @@ async def main(config, transport):
     if udp.get("echo_port"):
         target = tuple(udp["status_to"]) if udp.get("status_to") else None
         asyncio.create_task(run_forever(udp_service, net, engine, udp["echo_port"], target, udp.get("status_every_s", 5)))
-    while True:
-        await asyncio.sleep(3600)
+    await engine.start()  # the reader task: it ends only when the UART does
 
 
 def start(app=main):
@@ -244,6 +245,10 @@ def start(app=main):
         asyncio.run(app(config, open_transport(config["uart"], uart_path)))
     except KeyboardInterrupt:
         print("wizfi250: stopped")  # Ctrl-C: the way to stop it, not a failure
+    except OSError as e:  # the UART went away: a supervisor (systemd, a script) may start it again
+        print("wizfi250: stopped:", e)
+        if sys.platform in ("linux", "darwin"):
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -233,6 +233,18 @@ def test_a_board_restarted_while_the_module_ran_on_serves_everything_again(tmp_p
         fw.stop()
 
 
+def test_the_firmware_says_so_and_exits_when_its_uart_goes_away(tmp_path):
+    # An unplugged adapter, a stopped emulator: it polled a dead tty for good, in silence.
+    fw = Firmware(tmp_path)
+    try:
+        fw.module.close()
+        fw.module.close = lambda: None  # closed once is enough for fw.stop()
+        assert fw.proc.wait(timeout=20) == 1
+    finally:
+        fw.stop()
+    assert "wizfi250: stopped: [Errno 5] EIO: UART closed" in (tmp_path / "firmware.log").read_text()
+
+
 def test_link_down_is_followed_by_a_rejoin(firmware):
     fw = firmware
     fw.control(op="link_down", rejoin_after=1)

@@ -16,13 +16,16 @@ CircuitPython's ``busio.UART``, which cannot be polled by asyncio.
 
 import asyncio
 
+EIO = 5
+
 
 class StreamTransport:
     """A pollable stream (``machine.UART``, a non-blocking tty file) under asyncio."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, hangup_ends=False):
         self.raw = stream
         self.stream = asyncio.StreamReader(stream)
+        self.hangup_ends = hangup_ends  # a tty: a read of 0 is its other side gone
 
     def readinto_now(self, buf):
         return self.raw.readinto(buf)
@@ -33,8 +36,12 @@ class StreamTransport:
             if n:
                 return n
             # None: woken with nothing to read. 0: a tty whose other side is
-            # closed polls as readable for ever; do not spin on it.
+            # closed (an adapter unplugged, the emulator stopped) polls as
+            # readable for ever: that ends the driver, so the program can say so
+            # and stop, rather than serve nothing in silence. Elsewhere, wait.
             if n == 0:
+                if self.hangup_ends:
+                    raise OSError(EIO, "UART closed")
                 await asyncio.sleep_ms(10)
 
     async def write(self, data):
@@ -108,4 +115,4 @@ def open_device(path, baud=None):
         speed = getattr(termios, "B%d" % baud)
         attrs[4] = attrs[5] = speed
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
-    return StreamTransport(f)
+    return StreamTransport(f, hangup_ends=True)
