@@ -131,8 +131,12 @@ def main(argv):
     if not argv or argv[0].startswith("-") or len(argv) > 2 or argv[1:] not in ([], ["--summary"]):
         print(__doc__.strip().split("\n\n")[1], file=sys.stderr)
         return 2
-    with open(argv[0]) as f:
-        chunks = read_transcript(f)
+    try:
+        with open(argv[0], encoding="utf-8") as f:
+            chunks = read_transcript(f)
+    except (OSError, ValueError) as e:  # no such file; HTML from a disabled endpoint; binary
+        print("replay: %s is not a transcript: %s" % (argv[0], e), file=sys.stderr)
+        return 2
     for line in report(chunks, replay(chunks), timeline="--summary" not in argv):
         print(line)
     return 0

@@ -6,7 +6,7 @@ their ratio to the wire time (bytes * 10 / baud) is 1.0 for a UART never idle.
 Run alone it prints that for each baud rate given (default 115200 and 921600).
 """
 
-import sys
+import argparse
 import time
 
 from stack import Stack, build
@@ -43,7 +43,9 @@ def main():
     from playwright.sync_api import sync_playwright
 
     build()
-    bauds = [int(b) for b in sys.argv[1:]] or [115200, 921600]
+    parser = argparse.ArgumentParser(prog="tools/bench/page_load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("baud", type=int, nargs="*", default=[115200, 921600], help="line rates (default: 115200 921600)")
+    bauds = parser.parse_args().baud
     with sync_playwright() as p:
         browser = launch(p)
         print("%-8s %-10s %-12s %-10s" % ("baud", "load (s)", "UART bytes", "load/wire"))
