@@ -26,7 +26,8 @@ from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, UDP, Socket
 
 SSEND_MAX = 1400  # payload per SSEND: what the module reads in one piece (reference 4.4)
 QUIET_MS = 100  # after a restart or a resync, stale answers pass for this long
-RESTART_MS = 5000  # from AT+MRESET's [OK] to the banner, at most
+BANNER_MS = 3000  # after AT+MRESET's [OK], wait this long for the banner before asking (reference 2.4)
+RESTART_MS = 20000  # ... and this long in all for the module to answer again
 
 EIO = 5
 EINVAL = 22
@@ -203,15 +204,10 @@ class Engine:
                 resets = self.counters["resets"]
                 try:
                     await self.command(b"AT+MRESET")
-                except OSError:
+                except OSError:  # unless the banner came before the [OK] was seen (it fails every waiter)
                     if self.counters["resets"] == resets:
                         raise
-                    # the banner came before the [OK] was seen (it fails every waiter): done
-                deadline = ticks_add(ticks_ms(), RESTART_MS)
-                while self.counters["resets"] == resets:  # the banner: after 500 ms (reference 6.4) and a boot
-                    if ticks_diff(deadline, ticks_ms()) <= 0:
-                        raise OSError(ETIMEDOUT, "no banner after AT+MRESET")
-                    await sleep_ms(20)
+                await self._restarted(resets)
             if self.restarting:
                 # A command sent just before the restart may still be answered after
                 # the banner: let those stale lines pass before the first command, or
@@ -222,6 +218,29 @@ class Engine:
             self.restarting = False
         finally:
             self._init_task = None
+
+    async def _restarted(self, resets):
+        """Wait until the module AT+MRESET restarts is back: its banner, or an answer to AT.
+
+        The banner comes once the module has closed its sockets (1.2 s each with
+        FSOCK option 9, which this driver sets), waited 500 ms and booted; a module
+        set not to print one (AT+MEVTFORM) never sends it. So after ``BANNER_MS``
+        it is asked with AT, which it cannot answer before it is back.
+        """
+        started = ticks_ms()
+        while self.counters["resets"] == resets:
+            waited = ticks_diff(ticks_ms(), started)
+            if waited < BANNER_MS:
+                await sleep_ms(20)
+                continue
+            if waited > RESTART_MS:
+                raise OSError(ETIMEDOUT, "no answer after AT+MRESET")
+            try:
+                await self.command(b"AT", 1000)
+                return
+            except OSError as e:  # still closing its sockets; or the banner came meanwhile
+                if e.args[0] == ECONNABORTED:
+                    raise
 
     async def command(self, cmd, timeout_ms=5000):
         """Run one AT command; return its information lines; raise OSError on error."""

@@ -78,8 +78,9 @@ class Supervisor:
             try:
                 if self._reinit:
                     self.state = "initialising"
-                    await self.engine.init(self._restart)
-                    self._reinit = self._restart = False
+                    restart, self._restart = self._restart, False  # once: a retry must not restart it again
+                    await self.engine.init(restart)
+                    self._reinit = False
                 if self.join is not None and self.engine.wifi["state"] != "up":
                     self.state = "joining " + self.join[1]
                     if self.join[0] == "ap":
