@@ -377,11 +377,18 @@ class Engine:
             if payload is None:
                 payload = self._payload = memoryview(bytearray(SSEND_MAX))
             if n:
-                payload[:n] = memoryview(queue)[:n]
+                payload[:n] = memoryview(queue)[:n]  # no heap for this view: nothing taken yet
                 queue[:n] = b""
-            more = (source.readinto(payload[n:]) or 0) if source is not None else 0
-            if n + more:
-                await self._ssend(sock, payload[: n + more], n + more, "", 0)
+            more = 0
+            try:
+                if source is not None:
+                    more = source.readinto(payload[n:]) or 0
+                if n + more:
+                    await self._ssend(sock, payload[: n + more], n + more, "", 0)
+            except MemoryError:
+                if n or more:  # taken from the queue or the source, maybe sent: no retry may follow
+                    raise OSError(ENOBUFS, "no heap for the send")
+                raise
             return more
 
     def _check_owner(self, sock):

@@ -22,7 +22,7 @@ import asyncio
 import sys
 
 from .engine import SSEND_MAX
-from .sockets import ECONNRESET, ENOBUFS
+from .sockets import ECONNRESET
 
 # MicroPython's scheduler, which EventWaiter queues a task on; None elsewhere.
 _core = getattr(asyncio, "core", None) if sys.implementation.name == "micropython" else None
@@ -204,22 +204,17 @@ class Stream:
             await self._send(min(len(self._out), SSEND_MAX))
 
     async def _send(self, n, source=None):
-        """One SSEND. A failed one has taken its bytes out of the queue: what is written
-        after it must not reach the peer as if it followed them, so the stream fails."""
+        """One SSEND. A failed one (OSError; a MemoryError means nothing was taken) has
+        taken its bytes: what is written after it must not reach the peer as if it
+        followed them, so the stream fails."""
         if not self.sock.open:
             raise OSError(ECONNRESET)
         if self._failed:
             raise OSError(self._failed)
-        out = self._out
-        queued = len(out) if out is not None else 0  # callers have a queue; the types do not know
         try:
-            return await self.engine.ssend_from(self.sock, out, n, source)
+            return await self.engine.ssend_from(self.sock, self._out, n, source)
         except OSError as e:
             self._failed = e.args[0] if e.args else ECONNRESET
-            raise
-        except MemoryError:
-            if out is not None and len(out) < queued:
-                self._failed = ENOBUFS
             raise
 
     async def send_from(self, source):
