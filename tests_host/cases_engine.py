@@ -251,7 +251,7 @@ def test_a_frame_cut_short_by_a_restart_does_not_swallow_what_follows():
         module.uart.emit(banner)
         module.replies[b"AT"] = b"[OK]\r\n"
         await settle()
-        await fails(engine.command(b"AT", timeout_ms=100), 104)  # its [OK] went into the payload
+        await fails(engine.command(b"AT", timeout_ms=600), 104)  # its [OK] went into the payload
         eq((engine.parser.errors[P.CUT_FRAME], engine.restarting, engine.counters["resets"]), (1, True, 1))
         eq(events, [(P.RESET, b"frame cut short")])  # the supervisor sets the module up again
         eq((sock.open, sock.error, len(sock.rx)), (False, 104, 300 + len(banner) + 6))  # read, then ECONNRESET
@@ -261,6 +261,32 @@ def test_a_frame_cut_short_by_a_restart_does_not_swallow_what_follows():
         module.uart.emit(b"{1,10.0.0.2,80,3}abc\r\n")  # and frames frames
         await settle()
         eq(bytes(engine.table[1].rx.read()), b"abc")
+        engine.stop()
+
+    run(main())
+
+
+def test_a_frame_still_coming_is_not_cut_however_long_it_takes():
+    # A slow line: the frame takes longer than the command's timeout, but its bytes keep
+    # coming. Cut, the module was taken as restarted and the rest read as lines.
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        sock = engine._new_socket(0, TCP)
+        module.uart.emit(b"{0,10.0.0.2,80,390}")
+        await settle()  # the frame began before the command
+
+        async def trickle():
+            for _ in range(30):
+                await asyncio.sleep(0.02)
+                module.uart.emit(b"\r\n[CONNECT 5]")  # 13 bytes of payload every 20 ms
+            module.uart.emit(b"\r\n")
+
+        task = asyncio.create_task(trickle())
+        await fails(engine.command(b"AT", timeout_ms=300), 110)  # a plain timeout
+        await task
+        await settle()
+        eq((sock.open, engine.restarting, len(sock.rx), engine.table[5]), (True, False, 390, None))
         engine.stop()
 
     run(main())

@@ -26,6 +26,7 @@ from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, UDP, Socket
 
 SSEND_MAX = 1400  # payload per SSEND: what the module reads in one piece (reference 4.4)
 QUIET_MS = 100  # after a restart or a resync, stale answers pass for this long
+CUT_QUIET_MS = 500  # a frame whose bytes stopped this long ago was cut (see _cut_frame)
 BANNER_MS = 3000  # after AT+MRESET's [OK], wait this long for the banner before asking (reference 2.4)
 RESTART_MS = 20000  # ... and this long in all for the module to answer again
 
@@ -465,7 +466,7 @@ class Engine:
             if left <= 0:
                 self.counters["timeouts"] += 1
                 self._resync = True
-                if self._cut_frame():
+                if await self._cut_frame():
                     raise tx.error  # type: ignore  (set by lost)
                 raise OSError(ETIMEDOUT, tx.cmd.decode())
             self._moved.clear()
@@ -595,7 +596,7 @@ class Engine:
             self.tx.lines.append(text)
         self._deliver(kind, arg)
 
-    def _cut_frame(self):
+    async def _cut_frame(self):
         """At a command timeout: end a frame the module stopped sending; True if there was one.
 
         A module that restarts mid-frame never sends the rest of it, and the
@@ -603,11 +604,15 @@ class Engine:
         to the header's length: every command would time out until then. A
         frame still short of bytes, with none waiting in the UART ring (so not
         held by a full socket ring), that began before the command that timed
-        out, was cut: on the wire a frame takes a fraction of a timeout. What
-        came after the cut may have been a banner, so the module is taken as
-        restarted, and the supervisor sets it up again.
+        out, with the UART silent for ``CUT_QUIET_MS``, was cut: a frame on the
+        wire is never silent that long (at 9600 baud a byte takes 1 ms), however
+        long it takes in all. What came after the cut may have been a banner,
+        so the module is taken as restarted, and the supervisor sets it up again.
         """
-        if self.counters["frames"] != self._frames_at or not self.parser.cut():
+        if self.counters["frames"] != self._frames_at:
+            return False
+        await sleep_ms(20)  # the reader takes what the UART holds first
+        if ticks_diff(ticks_ms(), self.last_rx) < CUT_QUIET_MS or not self.parser.cut():
             return False
         self.lost("frame cut short")
         self._deliver(P.RESET, b"frame cut short")
