@@ -1,6 +1,7 @@
 """The emulator end to end: AT over its pty, real clients on 127.0.0.1 through the bridge."""
 
 import json
+import os
 import socket
 import threading
 import urllib.request
@@ -95,3 +96,24 @@ def test_transcript_keeps_the_wifi_key_out_even_split_over_writes(tmp_path):
     assert "sekrit-one" not in text and "rit-two" not in text and "sek'" not in text
     assert "AT+WSEC=0,WPA2,**********" in text  # the rest of the line is kept, byte for byte
     assert "sekrit-ssid" in text  # only the key is masked
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_DGRAM])
+def test_emulate_refuses_a_host_port_another_program_holds(kind):
+    # Else the module's listen failed and retried for ever while the URL tools/run
+    # printed reached the other program (or the UDP echo went silent).
+    import subprocess
+    import sys
+
+    other = socket.socket(socket.AF_INET, kind)
+    other.bind(("127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        other.listen()
+    port = other.getsockname()[1]
+    try:
+        tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+        run = subprocess.run([sys.executable, "-m", "emulator", "--map", "7:%d" % port], cwd=tools,
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    finally:
+        other.close()
+    assert run.returncode == 1 and "127.0.0.1:%d (for module port 7) is in use" % port in run.stderr

@@ -47,17 +47,20 @@ def config_from(args):
 
 
 def taken(ports):
-    """(module port, host port) pairs whose host port another program listens on."""
+    """(module port, host port, protocol) for each host port another program holds. A
+    mapping serves the module's TCP and UDP sockets alike (tools/run's port 7 is UDP)."""
     busy = []
     for module_port, host_port in sorted(ports.items()):
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", host_port))
-        except OSError:
-            busy.append((module_port, host_port))
-        finally:
-            probe.close()
+        for kind, name in ((socket.SOCK_STREAM, "TCP"), (socket.SOCK_DGRAM, "UDP")):
+            probe = socket.socket(socket.AF_INET, kind)
+            if kind == socket.SOCK_STREAM:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, as the bridge binds
+            try:
+                probe.bind(("127.0.0.1", host_port))
+            except OSError:
+                busy.append((module_port, host_port, name))
+            finally:
+                probe.close()
     return busy
 
 
@@ -65,8 +68,8 @@ async def main(args):
     config = config_from(args)
     # The module would report the failed listen as [DISCONNECT n] and retry for ever,
     # while clients of that port reach the other program: say so, and stop, here.
-    for module_port, host_port in taken(config.ports):
-        sys.exit("emulate: 127.0.0.1:%d (for module port %d) is in use by another program" % (host_port, module_port))
+    for module_port, host_port, protocol in taken(config.ports):
+        sys.exit("emulate: %s 127.0.0.1:%d (for module port %d) is in use by another program" % (protocol, host_port, module_port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
