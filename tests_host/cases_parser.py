@@ -332,6 +332,8 @@ def test_a_line_of_exactly_max_line_is_kept_wherever_a_read_ends():
     for cut in CUTS + (lambda n: 257,):
         rec, parser = parse_all(line + b"\r\n" + b"J" * 257 + b"\r\n[OK]\r\n", cut)
         eq((rec.lines[0][2], parser.errors[P.OVERLONG], kinds(rec)), (line, 1, [P.INFO, P.OK]))
+        rec, parser = parse_all(line + b"\r{0,1.2.3.4,5,2}ab\r\n\n[OK]\r\n", cut)  # a frame between CR and LF
+        eq((rec.lines[0][2], parser.errors[P.OVERLONG], kinds(rec)), (line, 0, [P.INFO, P.OK]))
 
 
 def test_missing_trailer_is_reported_and_parsing_resumes():

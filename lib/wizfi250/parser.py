@@ -241,7 +241,7 @@ class Parser:
                     # the buffer holds a line of max_line and a header after it, no
                     # more, and a full buffer that parses to nothing would stop the
                     # reader for good. Then only the header stays.
-                    if self._skip or len(self._part) + br - head > self.max_line:
+                    if self._skip or len(self._part) + br - head - (buf[br - 1] == 13) > self.max_line:
                         if not self._skip:
                             self._overlong(mv, head, br)
                         head = br
@@ -280,7 +280,7 @@ class Parser:
         if self._skip:
             return False
         if start < end:
-            if len(self._part) + end - start > self.max_line:
+            if len(self._part) + end - start - (mv[end - 1] == 13) > self.max_line:  # a CR before a frame is no text
                 self._overlong(mv, start, end)
                 return False
             try:
