@@ -1,6 +1,7 @@
 """A stream's failed send sticks, exactly when bytes were lost, with two senders of one
 stream (the writer and its flush timer). Written by a review that found the first
-version judging that by the queue's length, which the other sender changes."""
+version judging that by the queue's length, which the other sender changes, and a
+fuzzer that found a send waiting for the lock behind a failed one still sent."""
 
 import asyncio
 
@@ -43,7 +44,7 @@ def test_flush_timer_loses_bytes_while_the_writer_appends_and_the_stream_goes_on
         engine._lock.release()
         await asyncio.sleep(0.02)
         eq(calls, [b"A" * 100])  # the A's left the queue and were never sent
-        failed = stream._failed
+        failed = stream.sock.send_error
         try:
             await stream.awrite(b"C")
             await stream.flush()
@@ -92,7 +93,59 @@ def test_a_send_that_took_nothing_marks_a_healthy_stream_failed():
         await asyncio.sleep(0.02)
         sent = b"".join(module.payloads)
         # Every byte reached the peer in order, yet every later write now fails.
-        eq((sent == b"A" * 100 + b"B" * 1400, stream._failed), (True, 0))
+        eq((sent == b"A" * 100 + b"B" * 1400, stream.sock.send_error), (True, 0))
+        engine.stop()
+
+    run(main())
+
+
+def test_a_send_waiting_behind_the_flush_timers_failed_send_is_not_sent():
+    # The flush timer's SSEND is on the wire; the handler writes more and closes, and
+    # the close's flush waits for the engine's lock. The timer's SSEND ends in [TCP Send
+    # Error]; checked before the wait only, the close's send went out anyway, and the
+    # peer got "b"*50 without the "a"*100 before it (fuzz round 3).
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        stream = Stream(engine, engine._new_socket(0, TCP))
+        module.after_payload = b""  # the module answers later, by hand
+        stream.write(b"a" * 100)
+        await stream.drain()  # the tail goes to the flush timer
+        await asyncio.sleep(0.02)  # the timer's SSEND is on the wire, its payload sent
+        eq(module.payloads, [b"a" * 100])
+        stream.write(b"b" * 50)
+        closing = asyncio.create_task(stream.aclose())
+        await asyncio.sleep(0.01)  # wait_closed's flush waits for the lock
+        module.after_payload = b"[OK]\r\n"
+        module.uart.emit(b"\r\n[TCP Send Error]\r\n")  # the timer's send failed
+        await closing
+        eq(module.payloads, [b"a" * 100])  # nothing after the lost bytes
+        engine.stop()
+
+    run(main())
+
+
+def test_a_send_waiting_behind_a_failed_send_of_the_same_stream_is_not_sent():
+    # The same with two writers' sends (a handler's drain and the timer's flush).
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        stream = Stream(engine, engine._new_socket(0, TCP))
+        module.after_payload = b""
+        stream.write(b"a" * 100)
+        first = asyncio.create_task(stream.flush())
+        await asyncio.sleep(0.01)
+        stream.write(b"b" * 50)
+        second = asyncio.create_task(stream.flush())
+        await asyncio.sleep(0.01)
+        module.after_payload = b"[OK]\r\n"
+        module.uart.emit(b"\r\n[TCP Send Error]\r\n")
+        for t in (first, second):
+            try:
+                await t
+            except OSError:
+                pass
+        eq(module.payloads, [b"a" * 100])
         engine.stop()
 
     run(main())

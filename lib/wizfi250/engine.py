@@ -373,6 +373,10 @@ class Engine:
         """
         async with self._lock:
             self._check_owner(sock)  # before taking a byte of the queue
+            if sock.send_error:
+                # An earlier send failed, maybe while this one waited for the lock:
+                # its bytes are gone, and these must not reach the peer without them.
+                raise OSError(sock.send_error)
             n = min(n, len(queue))
             payload = self._payload
             if payload is None:
@@ -386,8 +390,12 @@ class Engine:
                     more = source.readinto(payload[n:]) or 0
                 if n + more:
                     await self._ssend(sock, payload[: n + more], n + more, "", 0)
+            except OSError as e:
+                sock.send_error = e.args[0] if e.args else EIO
+                raise
             except MemoryError:
                 if n or more:  # taken from the queue or the source, maybe sent: no retry may follow
+                    sock.send_error = ENOBUFS
                     raise OSError(ENOBUFS, "no heap for the send")
                 raise
             return more

@@ -37,6 +37,7 @@ class Socket:
         self.tx_bytes = 0
         self.open = True  # False after [DISCONNECT n], a reset or a local close
         self.error = 0  # errno that ended it abnormally, 0 if none
+        self.send_error = 0  # errno of a stream send that lost bytes: no later one may go out
         self.closing = False  # the application is closing it: incoming payload is dropped
         self.changed = asyncio.Event()  # set when data arrives or the socket ends
         # UDP only: (length, ip, port) for each datagram still in ``rx``.

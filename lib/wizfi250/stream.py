@@ -106,7 +106,6 @@ class Stream:
         self._out = None  # the output queue, from the first write on
         self._flusher = None
         self._closed = False
-        self._failed = 0  # errno of a send that lost queued bytes: the stream has a hole from there
         self._changed = EventWaiter(sock.changed)
 
     # --- reading ------------------------------------------------------------
@@ -176,8 +175,8 @@ class Stream:
         or a send failed (even the flush timer's, whose error nobody else sees)."""
         if self._closed or not self.sock.open:
             raise OSError(ECONNRESET)
-        if self._failed:
-            raise OSError(self._failed)
+        if self.sock.send_error:
+            raise OSError(self.sock.send_error)
         if self._out is None:
             self._out = self._pool.pop() if self._pool else new_queue()
         return self._out
@@ -204,18 +203,12 @@ class Stream:
             await self._send(min(len(self._out), SSEND_MAX))
 
     async def _send(self, n, source=None):
-        """One SSEND. A failed one (OSError; a MemoryError means nothing was taken) has
-        taken its bytes: what is written after it must not reach the peer as if it
-        followed them, so the stream fails."""
+        """One SSEND. After a failed one (``sock.send_error``, kept by the engine under
+        its lock) every send fails: its bytes are gone, and what is written after them
+        must not reach the peer as if it followed them."""
         if not self.sock.open:
             raise OSError(ECONNRESET)
-        if self._failed:
-            raise OSError(self._failed)
-        try:
-            return await self.engine.ssend_from(self.sock, self._out, n, source)
-        except OSError as e:
-            self._failed = e.args[0] if e.args else ECONNRESET
-            raise
+        return await self.engine.ssend_from(self.sock, self._out, n, source)
 
     async def send_from(self, source):
         """Send what is queued, then everything ``source.readinto`` gives until it
