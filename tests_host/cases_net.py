@@ -528,3 +528,70 @@ def test_a_relisten_that_finds_no_heap_ends_quietly_and_the_next_accept_relisten
         engine.stop()
 
     run(main())
+
+
+def test_resync_table_keeps_the_listener_a_connection_moved_after_the_list():
+    # AT+SMGMT=? lists the sockets as they were when the list was printed. A client that
+    # connected between the rows and the [OK] moved the listener ([CONNECT 1], [LISTEN 2]):
+    # resync_table then ended the listener on 2, not in the list (fuzz round 3).
+    async def main():
+        module = Module()
+        net, engine = net_with(module, idle_ms=0)
+        held = asyncio.Event()
+
+        async def handler(reader, writer):
+            await held.wait()
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n")
+        await asyncio.sleep(0.02)
+        eq(engine.listener().sid, 1)
+        module.replies[b"AT+SMGMT=?"] = (
+            b"Number of Sockets : 2 (SCID/Mode/Remote/Local/DataMode)\r\n"
+            b"0/TSN/10.0.0.9:40000/80/0\r\n"
+            b"1/TSN/0.0.0.0:0/80/0\r\n"
+            b"\r\n[CONNECT 1]\r\n\r\n[LISTEN 2]\r\n"  # right after the list was printed
+            b"[OK]\r\n"
+        )
+        await engine.resync_table()
+        eq((engine.table[1] is not None, engine.listener() and engine.listener().sid), (True, 2))
+        held.set()
+        await asyncio.sleep(0.02)
+        engine.stop()
+
+    run(main())
+
+
+def test_resync_table_does_not_adopt_a_connection_that_ended_after_the_list():
+    # The converse: listed, then [DISCONNECT 0] before the [OK]: resync adopted a
+    # connection the module no longer had, and handed it to the server a second time.
+    async def main():
+        module = Module()
+        net, engine = net_with(module, idle_ms=0)
+        accepted = []
+        held = asyncio.Event()
+
+        async def handler(reader, writer):
+            accepted.append(writer.sock.sid)
+            await held.wait()
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n")
+        await asyncio.sleep(0.02)
+        module.replies[b"AT+SMGMT=?"] = (
+            b"Number of Sockets : 2 (SCID/Mode/Remote/Local/DataMode)\r\n"
+            b"0/TSN/10.0.0.9:40000/80/0\r\n"
+            b"1/TSN/0.0.0.0:0/80/0\r\n"
+            b"\r\n[DISCONNECT 0]\r\n"  # the client left after the list was printed
+            b"[OK]\r\n"
+        )
+        await engine.resync_table()
+        await asyncio.sleep(0.02)
+        eq((engine.table[0], accepted), (None, [0]))
+        held.set()
+        await asyncio.sleep(0.02)
+        engine.stop()
+
+    run(main())

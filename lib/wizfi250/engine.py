@@ -89,6 +89,7 @@ class Engine:
         self._rings = [Ring(socket_rx) for _ in range(rings)]
         self._resync = False
         self._frames_at = 0  # frames received when the command on the wire was sent
+        self._touched = None  # during resync_table: the ids whose state changed meanwhile
         # From a module restart until init() has set it up again, only init speaks (see _run).
         self.restarting = False
         self._init_task = None
@@ -330,15 +331,22 @@ class Engine:
         sockets it has that the table lacks are adopted.
         """
         listed = {}
-        for line in await self.command(b"AT+SMGMT=?"):
+        # The list is a snapshot from when it was printed: an id whose state changed
+        # after it (a client left, the listener moved, data came) is already right here.
+        self._touched = touched = []
+        try:
+            lines = await self.command(b"AT+SMGMT=?")
+        finally:
+            self._touched = None
+        for line in lines:
             row = line.decode().split("/")  # sid/TSN/ip:port/local/datamode
             if len(row) >= 4 and row[0].isdigit() and row[3].isdigit():
                 listed[int(row[0])] = (row[1], row[2].endswith(":0"), int(row[3]))
         for sid, sock in enumerate(self.table):
-            if sock is not None and sid not in listed:
+            if sock is not None and sid not in listed and sid not in touched:
                 self._end_socket(sock, ECONNRESET)
         for sid, (kind, no_peer, local_port) in listed.items():
-            if sid < 8 and self.table[sid] is None:
+            if sid < 8 and self.table[sid] is None and sid not in touched:
                 self.counters["adopted"] += 1
                 if kind == "TSN" and no_peer:
                     self.server_port = local_port
@@ -527,6 +535,8 @@ class Engine:
         if sock is None or sock.kind == LISTENER:
             # Data proves the socket is open although we never saw it connect
             # (the driver started after the module). Adopt it as a connection.
+            if self._touched is not None:
+                self._touched.append(sid)
             self.counters["adopted"] += 1
             sock = self._new_socket(sid, ACCEPTED, self.server_port)
             self._deliver(P.CONNECT, sid, sock)
@@ -550,6 +560,8 @@ class Engine:
     # --- state --------------------------------------------------------------
 
     def _socket_event(self, kind, sid):
+        if self._touched is not None:
+            self._touched.append(sid)
         tx = self.tx
         sock = self.table[sid]
         if tx is not None and tx.claim and tx.claimed is None and kind != P.LISTEN and sock is None:
