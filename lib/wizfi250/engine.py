@@ -90,6 +90,7 @@ class Engine:
         self._resync = False
         self._frames_at = 0  # frames received when the command on the wire was sent
         self._touched = None  # during resync_table: the ids whose state changed meanwhile
+        self._echo_off = False  # init turned echo off: an echo now means the module restarted
         # From a module restart until init() has set it up again, only init speaks (see _run).
         self.restarting = False
         self._init_task = None
@@ -218,6 +219,7 @@ class Engine:
             for cmd in (b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"):
                 await self.command(cmd)
             self.restarting = False
+            self._echo_off = True
         finally:
             self._init_task = None
 
@@ -496,8 +498,15 @@ class Engine:
     def line(self, kind, arg, text):
         tx = self.tx
         if kind == P.INFO:
-            if tx is not None and text != tx.cmd:  # the echo, while echo is still on
+            if tx is None:
+                return
+            if text != tx.cmd:
                 tx.lines.append(text)
+            elif self._echo_off:
+                # The command echoed after init turned echo off: the module restarted
+                # and its banner went unseen (into a frame the restart cut short).
+                self._module_reset()
+                self._deliver(P.RESET, b"echo is on again")
             return
         if kind == P.OK or kind == P.ERROR or (kind == P.SEND_ERROR and tx is not None and tx.prompt is True):
             # An SSEND is never answered [OK] before its prompt: such an [OK] is a late
@@ -647,6 +656,7 @@ class Engine:
         send nothing more until init() has set it up again."""
         self.counters["resets"] += 1
         self.restarting = True
+        self._echo_off = False
         self.wifi["state"] = "down"
         self.wifi["ip"] = self.wifi["gateway"] = ""
         self._fail_all(ECONNRESET, why)

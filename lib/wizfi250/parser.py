@@ -418,10 +418,10 @@ class Parser:
 
 def _banner(line):
     """``WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)``, also behind what the restart cut short
-    (a line, a stray byte): missed, the restart would go unnoticed, sockets and all."""
-    if b" Version " not in line:
-        return False
-    return line.startswith(b"WizFi") or (line.endswith(b"(WIZnet Co.Ltd)") and b"WizFi" in line)
+    (a line, a stray byte, a prompt half) and with its head taken by a frame the restart
+    cut short: missed, the restart would go unnoticed, sockets and all. No other line
+    the module prints ends so (scan and status rows end in numbers)."""
+    return line.endswith(b"(WIZnet Co.Ltd)") or (line.startswith(b"WizFi") and b" Version " in line)
 
 
 def _hex_id(text):
