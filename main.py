@@ -237,18 +237,21 @@ def start(app=main):
     try:
         config = load_config(os.getenv("WIZFI_CONFIG") if hasattr(os, "getenv") and os.getenv("WIZFI_CONFIG") else "config.json")
     except ConfigError as e:
-        print("wizfi250: configuration error:", e)
-        if sys.platform in ("linux", "darwin"):
-            sys.exit(1)  # the unix port: tell the script that started it
-        return  # a board: back to the REPL (an exit there soft-resets into the same error)
+        return _failed("configuration error:", e)
     try:
         asyncio.run(app(config, open_transport(config["uart"], uart_path)))
     except KeyboardInterrupt:
         print("wizfi250: stopped")  # Ctrl-C: the way to stop it, not a failure
     except OSError as e:  # the UART went away: a supervisor (systemd, a script) may start it again
-        print("wizfi250: stopped:", e)
-        if sys.platform in ("linux", "darwin"):
-            sys.exit(1)
+        _failed("stopped:", e)
+
+
+def _failed(what, error):
+    """Say why the firmware stops; on the unix port exit 1, for the script that started it.
+    A board goes back to the REPL: an exit there would soft-reset into the same error."""
+    print("wizfi250:", what, error)
+    if sys.platform in ("linux", "darwin"):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

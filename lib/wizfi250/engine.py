@@ -505,8 +505,7 @@ class Engine:
             elif self._echo_off:
                 # The command echoed after init turned echo off: the module restarted
                 # and its banner went unseen (into a frame the restart cut short).
-                self._module_reset()
-                self._deliver(P.RESET, b"echo is on again")
+                self._module_reset(P.RESET, b"echo is on again")
             return
         if kind == P.OK or kind == P.ERROR or (kind == P.SEND_ERROR and tx is not None and tx.prompt is True):
             # An SSEND is never answered [OK] before its prompt: such an [OK] is a late
@@ -531,8 +530,7 @@ class Engine:
         elif kind in _WIFI_EVENTS:
             self._wifi_event(kind, arg, text)
         elif kind == P.RESET or kind == P.BANNER:
-            self._module_reset()
-            self._deliver(kind, text)
+            self._module_reset(kind, text)
         else:  # an unknown bracketed line or [TCP Send Error] outside an SSEND
             self._deliver(kind, text)
 
@@ -643,13 +641,14 @@ class Engine:
         await sleep_ms(20)  # the reader takes what the UART holds first
         if ticks_diff(ticks_ms(), self.last_rx) < CUT_QUIET_MS or not self.parser.cut():
             return False
-        self.lost("frame cut short")
-        self._deliver(P.RESET, b"frame cut short")
+        self._module_reset(P.RESET, b"frame cut short")
         return True
 
-    def _module_reset(self):
-        """Banner or [Reset Event]: every socket is gone and every waiter fails."""
+    def _module_reset(self, kind, text):
+        """The module restarted (a banner, [Reset Event], or a sign of one): every socket
+        is gone and every waiter fails; the application (the supervisor) hears ``kind``."""
         self.lost("module reset")
+        self._deliver(kind, text)
 
     def lost(self, why):
         """The module restarted or stopped answering: fail everything now, and
