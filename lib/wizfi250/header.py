@@ -21,25 +21,22 @@ def scan(buf, i, tail, seen):
     and 1-5 digits of length up to ``MAX_FRAME``. ``Parser._header`` tells an
     incomplete header from a bad one, which is rare and may be slow.
 
-    ``seen`` is the caller's memory, ``new_seen()``: each socket's last valid header
-    (``seen[sid]``) and its value (``seen[sid + 8]``). A socket's frames come from one
-    peer and mostly have one length (a bulk transfer's are all full), so most headers
-    are taken after one find; only a new one goes through the byte loops.
+    ``seen`` is the caller's memory, ``new_seen()``: a valid header is remembered as
+    its socket's last (``seen[sid]``, its value in ``seen[sid + 8]``). A socket's
+    frames come from one peer and mostly have one length (a bulk transfer's are all
+    full), so ``Parser.parse`` takes a header equal to the last one after one find and
+    calls this only for a new one.
     """
-    # No builtin calls before the shortcut: min() and len() cost as much as a find.
+    # No builtin calls before the '}' is found: min() and len() cost as much as a find.
     end = i + HDR_MAX
     if end > tail:
         end = tail
     end = buf.find(b"}", i + 1, end) + 1
     if not end or not 48 <= buf[i + 1] <= 55:
         return -1
-    sid = buf[i + 1] - 48
-    last = seen[sid]
-    # last is a header that ends at its only '}': found at i, it ends at end too.
-    if last and buf.find(last, i, end) == i:
-        return seen[sid + 8]
     h = _check(buf, i, end - 1)
     if h >= 0:
+        sid = buf[i + 1] - 48
         try:
             last = bytes(buf[i:end])
         except MemoryError:

@@ -155,6 +155,7 @@ class Parser:
         mv = rx.mv
         head = rx.head
         tail = rx.tail
+        seen = self._seen
         while head < tail:
             left = self._left
             if left:
@@ -193,7 +194,19 @@ class Parser:
             # Line mode. A frame can start anywhere, so look for '{' first.
             c = buf[head]
             if c == 123:  # '{' at a line start, or right where a frame cut one
-                h = _scan(buf, head, tail, self._seen)
+                # Most headers equal their socket's last one (see header.scan): one
+                # find takes them, here and not in a call, as this runs for every frame.
+                # The last header ends at its only '}', so equal bytes are that header.
+                h = -1
+                if tail - head > 2:  # buf[head + 1] is a received byte
+                    sid = buf[head + 1] - 48
+                    if 0 <= sid < 8:
+                        h = seen[sid + 8]  # 0 while the socket has no header yet
+                        end = head + (h & 63)
+                        if not h or end > tail or buf.find(seen[sid], head, end) != head:
+                            h = -1
+                if h < 0:
+                    h = _scan(buf, head, tail, seen)
                 if h >= 0:
                     # A whole header, the usual case: announce the frame and take the
                     # payload that is here now, not on further turns of the loop
