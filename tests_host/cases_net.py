@@ -499,6 +499,29 @@ def test_after_the_flush_timer_failed_to_send_writes_fail_instead_of_leaving_a_h
     run(main())
 
 
+def test_flush_returns_only_once_the_flush_timers_send_is_done():
+    # The timer's SSEND took the queue's bytes and waited for its [OK]: a flush then
+    # found the queue empty and returned while the bytes could still fail.
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        stream = Stream(engine, engine._new_socket(0, TCP))
+        module.after_payload = b""  # the module holds its answer
+        stream.write(b"tail")
+        await stream.drain()  # left to the flush timer
+        await asyncio.sleep(0.05)
+        eq(module.payloads, [b"tail"])
+        flush = asyncio.create_task(stream.flush())
+        await settle()
+        eq(flush.done(), False)
+        module.uart.emit(b"\r\n[TCP Send Error]\r\n")
+        await fails(flush, 5)  # EIO: the bytes the flush stood for are lost
+        await stream.aclose()
+        engine.stop()
+
+    run(main())
+
+
 def test_a_relisten_that_finds_no_heap_ends_quietly_and_the_next_accept_relistens():
     # A task that ends in an exception prints "Task exception wasn't retrieved" on the
     # board's console, and a full heap is a normal moment for a busy server.

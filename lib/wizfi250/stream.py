@@ -6,7 +6,7 @@ are coalesced, because every SSEND costs a round trip to the module: small
 pieces (Microdot writes each header line on its own) wait in the output
 queue and leave in one ``AT+SSEND`` with what follows, up to ``SSEND_MAX``
 bytes. Larger writes and files (``send_from``) are copied into the SSEND
-from where they are, so the queue holds only ``QUEUE`` bytes. ``drain``
+from where they are, so the queue holds only ``_QUEUE`` bytes. ``drain``
 sends the full chunks at once and the rest after ``flush_ms`` unless more
 is written first; ``aclose`` sends everything before closing.
 
@@ -21,6 +21,7 @@ waits without allocating), so CircuitPython runs this too.
 import asyncio
 import sys
 
+from .compat import const
 from .engine import SSEND_MAX
 from .sockets import ECONNRESET
 
@@ -66,7 +67,7 @@ class EventWaiter:
 _DONE = StopIteration()  # ends every wait; a wait has no value
 
 
-QUEUE = 512  # bytes an output queue holds: a response's status line and headers, small pieces
+_QUEUE = const(512)  # bytes an output queue holds: a response's status line and headers, small pieces
 
 
 def new_queue():
@@ -77,7 +78,7 @@ def new_queue():
     Larger writes and files go out from where they are (``send_from``), so a
     queue needs no room for a whole SSEND: 1.4 KB less per handler.
     """
-    queue = bytearray(QUEUE)
+    queue = bytearray(_QUEUE)
     queue[:] = b""  # empty; the capacity stays
     return queue
 
@@ -198,9 +199,15 @@ class Stream:
             self._flusher = None
 
     async def flush(self):
-        """Send everything written so far."""
+        """Send everything written so far: return once the module took it all."""
         while self._out:
             await self._send(min(len(self._out), SSEND_MAX))
+        flusher = self._flusher
+        if flusher is not None and flusher is not asyncio.current_task():
+            # Its SSEND took the queue's bytes and may still wait for its [OK].
+            await flusher
+            if self.sock.send_error:  # the timer's send failed, and it tells nobody
+                raise OSError(self.sock.send_error)
 
     async def _send(self, n, source=None):
         """One SSEND. After a failed one (``sock.send_error``, kept by the engine under
@@ -224,12 +231,12 @@ class Stream:
         if off or sz >= 0:
             data = memoryview(data)[off : len(data) if sz < 0 else off + sz]
         queued = len(self._queue())
-        if queued + len(data) > QUEUE:
+        if queued + len(data) > _QUEUE:
             # Too much for the queue: full SSENDs straight from ``data``, and only a
             # tail that fits is queued, to go out with the next writes.
             data = memoryview(data)
             keep = (queued + len(data)) % SSEND_MAX
-            if keep > QUEUE:
+            if keep > _QUEUE:
                 keep = 0
             await self.send_from(_Bytes(data[: len(data) - keep]))
             data = data[len(data) - keep :]
