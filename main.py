@@ -237,19 +237,19 @@ def start(app=main):
     try:
         config = load_config(os.getenv("WIZFI_CONFIG") if hasattr(os, "getenv") and os.getenv("WIZFI_CONFIG") else "config.json")
     except ConfigError as e:
-        return _failed("configuration error:", e)
+        return _failed("configuration error: %s" % e)
     try:
         asyncio.run(app(config, open_transport(config["uart"], uart_path)))
     except KeyboardInterrupt:
         print("wizfi250: stopped")  # Ctrl-C: the way to stop it, not a failure
     except OSError as e:  # the UART went away: a supervisor (systemd, a script) may start it again
-        _failed("stopped:", e)
+        _failed("stopped: %s" % e)
 
 
-def _failed(what, error):
+def _failed(text):
     """Say why the firmware stops; on the unix port exit 1, for the script that started it.
     A board goes back to the REPL: an exit there would soft-reset into the same error."""
-    print("wizfi250:", what, error)
+    print("wizfi250: %s" % text)
     if sys.platform in ("linux", "darwin"):
         sys.exit(1)
 

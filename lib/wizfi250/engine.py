@@ -20,15 +20,16 @@ transaction moves, with the command's own timeout.
 import asyncio
 
 from . import parser as P
-from .compat import sleep_ms, ticks_add, ticks_diff, ticks_ms
+from .compat import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
 from .ring import Ring
 from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, UDP, Socket
 
 SSEND_MAX = 1400  # payload per SSEND: what the module reads in one piece (reference 4.4)
-QUIET_MS = 100  # after a restart or a resync, stale answers pass for this long
-CUT_QUIET_MS = 500  # a frame whose bytes stopped this long ago was cut (see _cut_frame)
-BANNER_MS = 3000  # after AT+MRESET's [OK], wait this long for the banner before asking (reference 2.4)
-RESTART_MS = 20000  # ... and this long in all for the module to answer again
+# Private consts, folded into the code: a public name is one more qstr (see README, the qstr cliff).
+_QUIET_MS = const(100)  # after a restart or a resync, stale answers pass for this long
+_CUT_QUIET_MS = const(500)  # a frame whose bytes stopped this long ago was cut (see _cut_frame)
+_BANNER_MS = const(3000)  # after AT+MRESET's [OK], wait this long for the banner before asking (reference 2.4)
+_RESTART_MS = const(20000)  # ... and this long in all for the module to answer again
 
 EIO = 5
 EINVAL = 22
@@ -215,7 +216,7 @@ class Engine:
                 # A command sent just before the restart may still be answered after
                 # the banner: let those stale lines pass before the first command, or
                 # its final line could be theirs.
-                await sleep_ms(QUIET_MS)
+                await sleep_ms(_QUIET_MS)
             for cmd in (b"AT", b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"):
                 await self.command(cmd)
             self.restarting = False
@@ -228,16 +229,16 @@ class Engine:
 
         The banner comes once the module has closed its sockets (1.2 s each with
         FSOCK option 9, which this driver sets), waited 500 ms and booted; a module
-        set not to print one (AT+MEVTFORM) never sends it. So after ``BANNER_MS``
+        set not to print one (AT+MEVTFORM) never sends it. So after ``_BANNER_MS``
         it is asked with AT, which it cannot answer before it is back.
         """
         started = ticks_ms()
         while self.counters["resets"] == resets:
             waited = ticks_diff(ticks_ms(), started)
-            if waited < BANNER_MS:
+            if waited < _BANNER_MS:
                 await sleep_ms(20)
                 continue
-            if waited > RESTART_MS:
+            if waited > _RESTART_MS:
                 raise OSError(ETIMEDOUT, "no answer after AT+MRESET")
             try:
                 await self.command(b"AT", 1000)
@@ -448,7 +449,7 @@ class Engine:
             # waits pass as strays.
             self._resync = False
             await self._run(_Transaction(b"AT"), 1000)
-            await sleep_ms(QUIET_MS)
+            await sleep_ms(_QUIET_MS)
         self.tx = tx
         self.counters["commands"] += 1
         self._frames_at = self.counters["frames"]
@@ -631,7 +632,7 @@ class Engine:
         to the header's length: every command would time out until then. A
         frame still short of bytes, with none waiting in the UART ring (so not
         held by a full socket ring), that began before the command that timed
-        out, with the UART silent for ``CUT_QUIET_MS``, was cut: a frame on the
+        out, with the UART silent for ``_CUT_QUIET_MS``, was cut: a frame on the
         wire is never silent that long (at 9600 baud a byte takes 1 ms), however
         long it takes in all. What came after the cut may have been a banner,
         so the module is taken as restarted, and the supervisor sets it up again.
@@ -639,7 +640,7 @@ class Engine:
         if self.counters["frames"] != self._frames_at:
             return False
         await sleep_ms(20)  # the reader takes what the UART holds first
-        if ticks_diff(ticks_ms(), self.last_rx) < CUT_QUIET_MS or not self.parser.cut():
+        if ticks_diff(ticks_ms(), self.last_rx) < _CUT_QUIET_MS or not self.parser.cut():
             return False
         self._module_reset(P.RESET, b"frame cut short")
         return True

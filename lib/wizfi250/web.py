@@ -15,7 +15,7 @@ import os
 from microdot import Microdot, Request, Response, send_file
 from microdot.microdot import urldecode
 
-from .compat import sleep_ms
+from .compat import const, sleep_ms
 
 GZIP_TYPES = ("html", "css", "js", "svg", "json", "txt", "ico")
 
@@ -113,7 +113,7 @@ def static_file(request, root, path):
     return response
 
 
-MAX_HEAD = 4096  # request line and headers together; a browser sends under 1.5 KB
+_MAX_HEAD = const(4096)  # request line and headers together; a browser sends under 1.5 KB
 HEAD_ERRORS = {
     408: b"Request Timeout", 413: b"Content Too Large", 414: b"URI Too Long", 431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
@@ -129,7 +129,7 @@ class HeadReader:
     """The request head read under limits before Microdot sees it, then handed over.
 
     Microdot reads a whole line before it checks its length, so an endless
-    header line would fill the heap first. This reads at most ``MAX_HEAD``
+    header line would fill the heap first. This reads at most ``_MAX_HEAD``
     bytes, checks each line against ``Request.max_readline``, and then
     serves what it read (and the stream after it) through the reader calls
     Microdot makes: ``readline``, ``readexactly``, ``read``.
@@ -164,9 +164,9 @@ class HeadReader:
                 end = buf.find(b"\n", start)
             if len(buf) - start > limit:
                 raise HeadTooLarge(414 if start == 0 else 431)
-            if len(buf) >= MAX_HEAD:
+            if len(buf) >= _MAX_HEAD:
                 raise HeadTooLarge(431)
-            chunk = await self.stream.read(MAX_HEAD - len(buf))
+            chunk = await self.stream.read(_MAX_HEAD - len(buf))
             if not chunk:
                 return False
             self.buf = buf + chunk if buf else chunk
