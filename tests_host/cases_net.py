@@ -618,3 +618,45 @@ def test_resync_table_does_not_adopt_a_connection_that_ended_after_the_list():
         engine.stop()
 
     run(main())
+
+
+def test_resync_table_closes_client_and_udp_sockets_that_nobody_opened():
+    # A client whose SCON timed out before its [CONNECT 2], taken by the server as a
+    # browser, and a UDP socket of an earlier run: both were adopted, and nobody would
+    # ever read them while they held two of the module's eight ids.
+    async def main():
+        module = Module()
+        net, engine = net_with(module, idle_ms=0)
+        accepted = []
+        held = asyncio.Event()
+
+        async def handler(reader, writer):
+            accepted.append(writer.sock.sid)
+            try:
+                await reader.read(10)
+            except OSError as e:
+                accepted.append(e.args[0])
+            await held.wait()
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n\r\n[CONNECT 2]\r\n")
+        await asyncio.sleep(0.02)
+        module.replies[b"AT+SMGMT=?"] = (
+            b"Number of Sockets : 4 (SCID/Mode/Remote/Local/DataMode)\r\n"
+            b"0/TSN/10.0.0.9:40000/80/0\r\n"
+            b"1/TSN/0.0.0.0:0/80/0\r\n"
+            b"2/TCN/10.0.0.7:5000/30001/0\r\n"
+            b"3/USN/0.0.0.0:0/7000/0\r\n"
+            b"[OK]\r\n"
+        )
+        await engine.resync_table()
+        await asyncio.sleep(0.02)
+        eq(accepted, [0, 2, 104])  # the late client's reader is told, not left waiting
+        eq([c for c in module.commands if c.startswith(b"AT+SMGMT")], [b"AT+SMGMT=?", b"AT+SMGMT=2", b"AT+SMGMT=3"])
+        eq((engine.table[0].kind, engine.table[1].kind, engine.table[2], engine.table[3]), (ACCEPTED, LISTENER, None, None))
+        held.set()
+        await asyncio.sleep(0.02)
+        engine.stop()
+
+    run(main())

@@ -164,9 +164,11 @@ def test_resync_takes_the_modules_word_for_its_sockets():
             b"Number of Sockets : 3 (SCID/Mode/Remote/Local/DataMode)\r\n"
             b"0/TSN/0.0.0.0:0/80/0\r\n1/TSN/10.0.0.4:50000/80/0\r\n2/UCN/10.0.0.9:7/30001/0\r\n[OK]\r\n"
         )
+        module.replies[b"AT+SMGMT=2"] = b"[OK]\r\n\r\n[DISCONNECT 2]\r\n"
         await engine.resync_table()
-        eq([s.kind if s else None for s in engine.table], [LISTENER, ACCEPTED, UDP] + [None] * 5)
-        eq((engine.server_port, engine.table[2].local_port), (80, 30001))
+        # The UDP socket nobody here opened is closed: no one could ever read it.
+        eq([s.kind if s else None for s in engine.table], [LISTENER, ACCEPTED] + [None] * 6)
+        eq((engine.server_port, module.commands[-1]), (80, b"AT+SMGMT=2"))
         assert not gone.open and gone.error == 104
         eq((accepted, events), ([engine.table[1]], [(P.CONNECT, 1)]))  # the server serves it
         engine.stop()

@@ -330,8 +330,11 @@ class Engine:
         """Make the socket table match the module's own list (``AT+SMGMT=?``).
 
         For when the driver may have missed events (a timeout, a restart of
-        the driver alone): sockets the module no longer has are ended, and
-        sockets it has that the table lacks are adopted.
+        the driver alone): sockets the module no longer has are ended, a
+        listener or connection it has that the table lacks is adopted (the
+        connection goes to the server), and a client or UDP socket that nobody
+        here opened is closed: its SCON gave up before its ``[CONNECT n]``, or an
+        earlier run opened it. Nobody would read it, and the module has 8 ids.
         """
         listed = {}
         # The list is a snapshot from when it was printed: an id whose state changed
@@ -348,17 +351,29 @@ class Engine:
         for sid, sock in enumerate(self.table):
             if sock is not None and sid not in listed and sid not in touched:
                 self._end_socket(sock, ECONNRESET)
+        orphans = []
         for sid, (kind, no_peer, local_port) in listed.items():
-            if sid < 8 and self.table[sid] is None and sid not in touched:
+            if sid >= 8 or sid in touched:
+                continue
+            sock = self.table[sid]
+            if kind != "TSN":
+                if sock is None or sock.kind == ACCEPTED:  # a late client taken for a browser too
+                    if sock is not None:
+                        self._end_socket(sock, ECONNRESET)
+                    orphans.append(sid)
+            elif sock is None:
                 self.counters["adopted"] += 1
-                if kind == "TSN" and no_peer:
+                if no_peer:
                     self.server_port = local_port
                     self._listen(sid)
-                else:
-                    kind = {"TCN": TCP, "USN": UDP, "UCN": UDP}.get(kind, ACCEPTED)
-                    sock = self._new_socket(sid, kind, local_port)
-                    if kind == ACCEPTED:  # a connection whose [CONNECT n] was missed: the server's
-                        self._deliver(P.CONNECT, sid, sock)
+                else:  # a connection whose [CONNECT n] was missed: the server's
+                    self._deliver(P.CONNECT, sid, self._new_socket(sid, ACCEPTED, local_port))
+        for sid in orphans:
+            if self.table[sid] is None:  # else the id changed hands meanwhile
+                try:
+                    await self.command(b"AT+SMGMT=%d" % sid)
+                except OSError:
+                    pass  # gone already: nothing to close
 
     async def ssend(self, sock, data, ip="", port=0):
         """AT+SSEND: send ``data`` (at most ``SSEND_MAX`` bytes) on ``sock``, the whole transaction.
