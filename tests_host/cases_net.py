@@ -553,35 +553,55 @@ def test_a_relisten_that_finds_no_heap_ends_quietly_and_the_next_accept_relisten
     run(main())
 
 
+async def _server_after(module, events):
+    """A server whose handlers note their socket id and the errno a read ends in, then
+    wait for ``held``, once the module has printed ``events``: for the resync tests."""
+    net, engine = net_with(module, idle_ms=0)
+    accepted = []
+    held = asyncio.Event()
+
+    async def handler(reader, writer):
+        accepted.append(writer.sock.sid)
+        try:
+            await reader.read(10)
+        except OSError as e:
+            accepted.append(e.args[0])
+        await held.wait()
+        await writer.aclose()
+
+    await net.start_server(handler, 80)
+    module.uart.emit(events)
+    await asyncio.sleep(0.02)
+    return engine, accepted, held
+
+
+def _listing(rows, after=b""):
+    """The module's AT+SMGMT=? answer; ``after`` comes between the rows and the [OK]."""
+    head = b"Number of Sockets : %d (SCID/Mode/Remote/Local/DataMode)\r\n" % len(rows)
+    return head + b"".join(row + b"\r\n" for row in rows) + after + b"[OK]\r\n"
+
+
+async def _done(engine, held):
+    held.set()
+    await asyncio.sleep(0.02)
+    engine.stop()
+
+
 def test_resync_table_keeps_the_listener_a_connection_moved_after_the_list():
     # AT+SMGMT=? lists the sockets as they were when the list was printed. A client that
     # connected between the rows and the [OK] moved the listener ([CONNECT 1], [LISTEN 2]):
     # resync_table then ended the listener on 2, not in the list (fuzz round 3).
     async def main():
         module = Module()
-        net, engine = net_with(module, idle_ms=0)
-        held = asyncio.Event()
-
-        async def handler(reader, writer):
-            await held.wait()
-            await writer.aclose()
-
-        await net.start_server(handler, 80)
-        module.uart.emit(b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n")
-        await asyncio.sleep(0.02)
+        engine, _, held = await _server_after(module, b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n")
         eq(engine.listener().sid, 1)
-        module.replies[b"AT+SMGMT=?"] = (
-            b"Number of Sockets : 2 (SCID/Mode/Remote/Local/DataMode)\r\n"
-            b"0/TSN/10.0.0.9:40000/80/0\r\n"
-            b"1/TSN/0.0.0.0:0/80/0\r\n"
-            b"\r\n[CONNECT 1]\r\n\r\n[LISTEN 2]\r\n"  # right after the list was printed
-            b"[OK]\r\n"
+        module.replies[b"AT+SMGMT=?"] = _listing(
+            (b"0/TSN/10.0.0.9:40000/80/0", b"1/TSN/0.0.0.0:0/80/0"),
+            b"\r\n[CONNECT 1]\r\n\r\n[LISTEN 2]\r\n",  # right after the list was printed
         )
         await engine.resync_table()
         eq((engine.table[1] is not None, engine.listener() and engine.listener().sid), (True, 2))
-        held.set()
-        await asyncio.sleep(0.02)
-        engine.stop()
+        await _done(engine, held)
 
     run(main())
 
@@ -591,31 +611,15 @@ def test_resync_table_does_not_adopt_a_connection_that_ended_after_the_list():
     # connection the module no longer had, and handed it to the server a second time.
     async def main():
         module = Module()
-        net, engine = net_with(module, idle_ms=0)
-        accepted = []
-        held = asyncio.Event()
-
-        async def handler(reader, writer):
-            accepted.append(writer.sock.sid)
-            await held.wait()
-            await writer.aclose()
-
-        await net.start_server(handler, 80)
-        module.uart.emit(b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n")
-        await asyncio.sleep(0.02)
-        module.replies[b"AT+SMGMT=?"] = (
-            b"Number of Sockets : 2 (SCID/Mode/Remote/Local/DataMode)\r\n"
-            b"0/TSN/10.0.0.9:40000/80/0\r\n"
-            b"1/TSN/0.0.0.0:0/80/0\r\n"
-            b"\r\n[DISCONNECT 0]\r\n"  # the client left after the list was printed
-            b"[OK]\r\n"
+        engine, accepted, held = await _server_after(module, b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n")
+        module.replies[b"AT+SMGMT=?"] = _listing(
+            (b"0/TSN/10.0.0.9:40000/80/0", b"1/TSN/0.0.0.0:0/80/0"),
+            b"\r\n[DISCONNECT 0]\r\n",  # the client left after the list was printed
         )
         await engine.resync_table()
         await asyncio.sleep(0.02)
         eq((engine.table[0], accepted), (None, [0]))
-        held.set()
-        await asyncio.sleep(0.02)
-        engine.stop()
+        await _done(engine, held)
 
     run(main())
 
@@ -626,37 +630,16 @@ def test_resync_table_closes_client_and_udp_sockets_that_nobody_opened():
     # ever read them while they held two of the module's eight ids.
     async def main():
         module = Module()
-        net, engine = net_with(module, idle_ms=0)
-        accepted = []
-        held = asyncio.Event()
-
-        async def handler(reader, writer):
-            accepted.append(writer.sock.sid)
-            try:
-                await reader.read(10)
-            except OSError as e:
-                accepted.append(e.args[0])
-            await held.wait()
-            await writer.aclose()
-
-        await net.start_server(handler, 80)
-        module.uart.emit(b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n\r\n[CONNECT 2]\r\n")
-        await asyncio.sleep(0.02)
-        module.replies[b"AT+SMGMT=?"] = (
-            b"Number of Sockets : 4 (SCID/Mode/Remote/Local/DataMode)\r\n"
-            b"0/TSN/10.0.0.9:40000/80/0\r\n"
-            b"1/TSN/0.0.0.0:0/80/0\r\n"
-            b"2/TCN/10.0.0.7:5000/30001/0\r\n"
-            b"3/USN/0.0.0.0:0/7000/0\r\n"
-            b"[OK]\r\n"
+        events = b"\r\n[CONNECT 0]\r\n\r\n[LISTEN 1]\r\n\r\n[CONNECT 2]\r\n"
+        engine, accepted, held = await _server_after(module, events)
+        module.replies[b"AT+SMGMT=?"] = _listing(
+            (b"0/TSN/10.0.0.9:40000/80/0", b"1/TSN/0.0.0.0:0/80/0", b"2/TCN/10.0.0.7:5000/30001/0", b"3/USN/0.0.0.0:0/7000/0")
         )
         await engine.resync_table()
         await asyncio.sleep(0.02)
         eq(accepted, [0, 2, 104])  # the late client's reader is told, not left waiting
         eq([c for c in module.commands if c.startswith(b"AT+SMGMT")], [b"AT+SMGMT=?", b"AT+SMGMT=2", b"AT+SMGMT=3"])
         eq((engine.table[0].kind, engine.table[1].kind, engine.table[2], engine.table[3]), (ACCEPTED, LISTENER, None, None))
-        held.set()
-        await asyncio.sleep(0.02)
-        engine.stop()
+        await _done(engine, held)
 
     run(main())
