@@ -541,7 +541,7 @@ class Emulator:
         op = request["op"]
         core = self.core
         if op == "reset":
-            core.reset()
+            core.reset_from_outside()
         elif op == "link_down":
             core.link_down()
             after = request.get("rejoin_after")

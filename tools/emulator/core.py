@@ -161,6 +161,14 @@ class Module:
         self.payload = None
         self._boot()
 
+    def reset_from_outside(self):
+        """The reset pin, a watchdog, a brown-out: unlike a reset the module asks for
+        itself (AT+MRESET, whose [OK] is out long before), it stops the UART mid-stream.
+        What had not gone out is lost: a frame on the wire is cut short, and the
+        banner follows what did."""
+        del self.out[:]
+        self.reset()
+
     def factory_reset(self):
         self.saved = dict(self.factory)
         self.reset()
