@@ -5,7 +5,7 @@ import asyncio
 from fakeuart import Module, engine_with, eq, fails, run, settle
 from wizfi250 import parser as P
 from wizfi250.net import Net
-from wizfi250.sockets import LISTENER, TCP
+from wizfi250.sockets import ACCEPTED, LISTENER, TCP
 from wizfi250.supervisor import Supervisor
 from wizfi250.wifi import WiFi, parse_scan_row
 
@@ -185,6 +185,26 @@ def test_a_silent_module_is_probed_then_treated_as_reset():
                 break
             await asyncio.sleep(0.1)
         eq(sup.state, "up")
+        task.cancel()
+        engine.stop()
+
+    run(main())
+
+
+def test_after_a_timeout_the_table_is_checked_even_while_the_uart_is_busy():
+    # A client's SCON timed out and its [CONNECT 2] came later: the server took it for a
+    # browser. The check that finds it waited for a silent UART, which a busy one never is.
+    async def main():
+        module, engine, sup, task = await probing_supervisor()
+        sock = engine._new_socket(2, ACCEPTED)
+        engine.counters["timeouts"] += 1
+        module.replies[b"AT+SMGMT=?"] = b"2/TCN/10.0.0.7:5000/30001/0\r\n[OK]\r\n"
+        module.replies[b"AT+SMGMT=2"] = b"[OK]\r\n\r\n[DISCONNECT 2]\r\n"
+        for _ in range(20):  # the module keeps talking
+            module.uart.emit(b"\r\n")
+            await asyncio.sleep(0.02)
+        eq((sock.open, sock.error, engine.table[2]), (False, 104, None))
+        eq([c for c in module.commands if c.startswith(b"AT+SMGMT")], [b"AT+SMGMT=?", b"AT+SMGMT=2"])
         task.cancel()
         engine.stop()
 

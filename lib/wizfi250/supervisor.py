@@ -6,8 +6,10 @@ A boot banner or ``[Reset Event]`` means the module restarted: the engine
 has already failed every waiter and ended every socket; here the module
 is set up again, the network re-joined and every server re-opened. A
 ``[Link-Down Event]`` means the network went away: re-join with backoff.
-A UART that stays silent is probed with ``AT``; a module that does not
-answer three probes is treated as reset. Once the driver itself is stopped
+After a command timed out, the next probe compares the socket table with
+the module's own list (``resync_table``). A UART that stays silent is
+probed with ``AT``; a module that does not answer three probes is treated
+as reset. Once the driver itself is stopped
 (``ECONNABORTED``) ``run`` ends: retrying could only spin.
 """
 
@@ -54,21 +56,27 @@ class Supervisor:
             await self._restore()
 
     async def _probe(self):
-        if ticks_diff(ticks_ms(), self.engine.last_rx) < self.probe_ms:
+        engine = self.engine
+        if engine.counters["timeouts"] != self._timeouts and not engine.restarting:
+            # A command timed out since the last look: events may have been missed with
+            # it (a [CONNECT n] after its SCON gave up, which the server took for a
+            # browser), so take the module's own word for its sockets, even while the
+            # UART is busy: a web server's may never be silent.
+            try:
+                await engine.resync_table()
+                self._timeouts = engine.counters["timeouts"]
+            except OSError:
+                pass  # no answer: a silent module is probed below
+        if ticks_diff(ticks_ms(), engine.last_rx) < self.probe_ms:
             return  # the module spoke recently: it is alive
         for _ in range(3):
             try:
-                await self.engine.command(b"AT", 1000)
-                if self.engine.counters["timeouts"] != self._timeouts:
-                    # A command timed out since the last look: events may have been
-                    # missed with it, so take the module's own word for its sockets.
-                    self._timeouts = self.engine.counters["timeouts"]
-                    await self.engine.resync_table()
+                await engine.command(b"AT", 1000)
                 return
             except OSError:
-                if self.engine.restarting:
+                if engine.restarting:
                     return  # a restart was seen meanwhile: its event asked for the restore
-        self.engine.lost("module silent")
+        engine.lost("module silent")
         self._reinit = True
         self._need.set()
 
