@@ -193,18 +193,28 @@ async def bring_up(config, transport):
     # six downloads then run at 152K, where they failed for fragmentation.
     gc.collect()
     engine = Engine(transport, rings=10, socket_rx=1024)
-    engine.start()
+    failed = asyncio.create_task(_outcome(engine.start()))
     net = Net(engine, handlers, config["http"].get("idle_ms", 5000), queues=handlers)
     wifi = WiFi(engine)
     w = config["wifi"]
     join = ("ap", w["ssid"], w["key"]) if w["mode"] == "ap" else ("station", w["ssid"], w["key"], w.get("security", ""))
     supervisor = Supervisor(net, wifi, join)
-    asyncio.create_task(supervisor.run())
+    asyncio.create_task(_outcome(supervisor.run()))  # it ends only with the reader, whose error main reports
     while supervisor.state != "up":
         if supervisor.state == "stopped":
-            await engine.start()  # the reader ended (the UART went away): its error, not a hang
+            raise await failed  # the reader ended (the UART went away): its error, not a hang
         await asyncio.sleep(0.05)
     return engine, net, wifi, supervisor
+
+
+async def _outcome(awaitable):
+    """The exception ``awaitable`` ends in, returned, not raised. A task that ends in one
+    nobody is awaiting at that moment makes MicroPython print "Task exception wasn't
+    retrieved" and a traceback, here above the one line that says why the firmware stops."""
+    try:
+        await awaitable
+    except Exception as e:
+        return e
 
 
 async def main(config, transport):

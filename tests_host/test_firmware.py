@@ -278,7 +278,34 @@ def test_the_firmware_says_so_and_exits_when_its_uart_goes_away(tmp_path):
         assert fw.proc.wait(timeout=20) == 1
     finally:
         fw.stop()
-    assert "wizfi250: stopped: [Errno 5] EIO: UART closed" in (tmp_path / "firmware.log").read_text()
+    log = (tmp_path / "firmware.log").read_text()
+    assert "wizfi250: stopped: [Errno 5] EIO: UART closed" in log
+    assert "Traceback" not in log  # one line says why, not tracebacks of the tasks it ended
+
+
+def test_a_uart_that_goes_away_before_the_module_answered_ends_in_one_line(tmp_path):
+    # Nothing answers on the tty (a module not powered), then the adapter goes away: the
+    # reader and the supervisor ended in tracebacks ("Task exception wasn't retrieved")
+    # above the line that says why.
+    master, slave = os.openpty()
+    build = tmp_path / "mpy"
+    tools_build.build(str(build))
+    (tmp_path / "config.json").write_text(json.dumps({
+        "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
+        "uart": {"baud": 921600}, "http": {"port": 80},
+    }))  # fmt: skip
+    env = dict(os.environ, MICROPYPATH=".frozen:%s" % build, WIZFI_CONFIG=str(tmp_path / "config.json"))
+    cmd = [MICROPYTHON, os.path.join(ROOT, "main.py"), "--uart", os.ttyname(slave)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        os.close(slave)
+        time.sleep(2)  # it asked (AT+MRESET) and got no answer
+        os.close(master)
+        out = proc.communicate(timeout=20)[0].decode()
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out
+    assert "wizfi250: stopped: [Errno 5] EIO: UART closed" in out and "Traceback" not in out, out
 
 
 def test_link_down_is_followed_by_a_rejoin(firmware):
