@@ -357,10 +357,15 @@ class Engine:
                 continue
             sock = self.table[sid]
             if kind != "TSN":
-                if sock is None or sock.kind == ACCEPTED:  # a late client taken for a browser too
-                    if sock is not None:
-                        self._end_socket(sock, ECONNRESET)
-                    orphans.append(sid)
+                if sock is None:
+                    # In the table until its close, as close_socket needs: what comes for it
+                    # meanwhile is dropped, not taken for a new connection, and a browser
+                    # that gets the id after it left is not closed in its place.
+                    sock = self.table[sid] = Socket(self, sid, UDP if kind[0] == "U" else TCP)
+                    orphans.append(sock)
+                elif sock.kind == ACCEPTED:  # a late client that the server took for a browser
+                    sock.error = ECONNRESET  # its reader fails once the close ends it
+                    orphans.append(sock)
             elif sock is None:
                 self.counters["adopted"] += 1
                 if no_peer:
@@ -368,12 +373,11 @@ class Engine:
                     self._listen(sid)
                 else:  # a connection whose [CONNECT n] was missed: the server's
                     self._deliver(P.CONNECT, sid, self._new_socket(sid, ACCEPTED, local_port))
-        for sid in orphans:
-            if self.table[sid] is None:  # else the id changed hands meanwhile
-                try:
-                    await self.command(b"AT+SMGMT=%d" % sid)
-                except OSError:
-                    pass  # gone already: nothing to close
+        for sock in orphans:
+            try:
+                await self.close_socket(sock)
+            except OSError:
+                pass  # a reset: every socket ends anyway
 
     async def ssend(self, sock, data, ip="", port=0):
         """AT+SSEND: send ``data`` (at most ``SSEND_MAX`` bytes) on ``sock``, the whole transaction.

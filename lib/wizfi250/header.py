@@ -24,8 +24,8 @@ def scan(buf, i, tail, seen):
     ``seen`` is the caller's memory, ``new_seen()``: a valid header is remembered as
     its socket's last (``seen[sid]``, its value in ``seen[sid + 8]``). A socket's
     frames come from one peer and mostly have one length (a bulk transfer's are all
-    full), so ``Parser.parse`` takes a header equal to the last one after one find and
-    calls this only for a new one.
+    full), so ``Parser.parse`` takes a header equal to the last one after one find at a
+    line start, and calls this for a new one (and for any header inside a line).
     """
     # No builtin calls before the '}' is found: min() and len() cost as much as a find.
     end = i + HDR_MAX
