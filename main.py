@@ -199,21 +199,25 @@ async def bring_up(config, transport):
     w = config["wifi"]
     join = ("ap", w["ssid"], w["key"]) if w["mode"] == "ap" else ("station", w["ssid"], w["key"], w.get("security", ""))
     supervisor = Supervisor(net, wifi, join)
-    asyncio.create_task(_outcome(supervisor.run()))  # it ends only with the reader, whose error main reports
+    supervising = asyncio.create_task(_outcome(supervisor.run()))
     while supervisor.state != "up":
         if supervisor.state == "stopped":
             raise await failed  # the reader ended (the UART went away): its error, not a hang
+        if supervising.done():
+            raise await supervising  # it died of a bug: say so rather than wait for ever
         await asyncio.sleep(0.05)
     return engine, net, wifi, supervisor
 
 
 async def _outcome(awaitable):
-    """The exception ``awaitable`` ends in, returned, not raised. A task that ends in one
+    """The OSError ``awaitable`` ends in, returned, not raised. A task that ends in one
     nobody is awaiting at that moment makes MicroPython print "Task exception wasn't
-    retrieved" and a traceback, here above the one line that says why the firmware stops."""
+    retrieved" and a traceback, here above the one line that says why the firmware stops
+    (the reader's UART error, and the supervisor's ECONNABORTED that follows it).
+    Anything else is a bug and is raised, traceback and all."""
     try:
         await awaitable
-    except Exception as e:
+    except OSError as e:
         return e
 
 

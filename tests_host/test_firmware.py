@@ -340,6 +340,33 @@ def test_reset_mid_transfer_fails_cleanly_and_service_returns(tmp_path):
         fw.stop()
 
 
+def test_bring_up_retries_a_full_heap_and_raises_a_bug_instead_of_waiting_for_ever(monkeypatch):
+    # A MemoryError or a bug ended the supervisor, and bring_up waited for "up" for ever,
+    # silently (found by review). No heap now is worth a retry; a bug must be seen.
+    import main
+    from fakeuart import Module
+    from wizfi250.engine import Engine
+
+    calls = []
+
+    async def init(self, restart=False):
+        calls.append(restart)
+        raise MemoryError if len(calls) == 1 else ValueError("a bug")
+
+    monkeypatch.setattr(Engine, "init", init)
+    config = {"http": {"port": 80}, "wifi": {"mode": "ap", "ssid": "x", "key": "12345678"}}
+
+    async def bring_up():
+        try:
+            await asyncio.wait_for(main.bring_up(config, Module().uart), 10)
+        except ValueError as e:
+            return "raised", str(e), calls
+        except asyncio.TimeoutError:
+            return "waits", calls
+
+    assert asyncio.run(bring_up()) == ("raised", "a bug", [True, False])  # the retry does not restart it again
+
+
 def test_the_status_datagram_outlives_a_full_heap():
     # The sender is a task of its own: a MemoryError that escaped it once ended
     # the status datagrams for good ("Task exception wasn't retrieved", at 144K).

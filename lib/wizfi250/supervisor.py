@@ -50,21 +50,26 @@ class Supervisor:
             try:
                 await asyncio.wait_for(self._need.wait(), self.probe_ms / 1000)
             except asyncio.TimeoutError:
-                await self._probe()
+                try:
+                    await self._probe()
+                except MemoryError:
+                    pass  # no heap for it now (downloads hold it): the next probe tries again
                 continue
             self._need.clear()
             await self._restore()
 
     async def _probe(self):
         engine = self.engine
-        if engine.counters["timeouts"] != self._timeouts and not engine.restarting:
+        timeouts = engine.counters["timeouts"]
+        if timeouts != self._timeouts and not engine.restarting:
             # A command timed out since the last look: events may have been missed with
             # it (a [CONNECT n] after its SCON gave up, which the server took for a
             # browser), so take the module's own word for its sockets, even while the
-            # UART is busy: a web server's may never be silent.
+            # UART is busy: a web server's may never be silent. Counted before: one
+            # that times out while this waits for its turn gets a look of its own.
+            self._timeouts = timeouts
             try:
                 await engine.resync_table()
-                self._timeouts = engine.counters["timeouts"]
             except OSError:
                 pass  # no answer: a silent module is probed below
         if ticks_diff(ticks_ms(), engine.last_rx) < self.probe_ms:
@@ -102,13 +107,13 @@ class Supervisor:
                 self.state = "up"
                 self.recoveries += 1
                 return
-            except OSError as e:
-                if e.args and e.args[0] == ECONNABORTED:
+            except (OSError, MemoryError) as e:  # no heap now is no reason to give up for good
+                if isinstance(e, OSError) and e.args and e.args[0] == ECONNABORTED:
                     self.state = "stopped"
                     raise  # the driver is stopped: no retry can succeed
                 # On the console too: a wrong key in the configuration showed nowhere but
                 # in a UART transcript, while the site stayed silent.
-                print("wizfi250: %s failed (%s), again in %d s" % (self.state, e.args[-1] if e.args else "", backoff // 1000))
+                print("wizfi250: %s failed (%s), again in %d s" % (self.state, e.args[-1] if e.args else type(e).__name__, backoff // 1000))
                 self.state = "retrying: %r" % (e,)
                 await asyncio.sleep(backoff / 1000)
                 backoff = min(backoff * 2, self.max_backoff_ms)
