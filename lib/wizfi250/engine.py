@@ -311,6 +311,10 @@ class Engine:
             self.counters["discarded"] += len(sock.rx)
             sock.rx.clear()
         async with self._lock:
+            try:
+                await self._settle()  # before the check: events come in while it runs
+            except OSError:
+                pass  # the close's own command finds out whether the module answers
             if self.table[sock.sid] is not sock:
                 sock.ended(0)
                 return
@@ -337,42 +341,58 @@ class Engine:
         earlier run opened it. Nobody would read it, and the module has 8 ids.
         """
         listed = {}
-        # The list is a snapshot from when it was printed: an id whose state changed
-        # after it (a client left, the listener moved, data came) is already right here.
+        # The list is a snapshot from when it was printed: an id an event changed after
+        # it (a client left, the listener moved) is already right here. Data that came
+        # (``sid + 8`` in the list) changes nothing on the module: its row still holds.
         self._touched = touched = []
         try:
             lines = await self.command(b"AT+SMGMT=?")
         finally:
             self._touched = None
+        part = ""  # a row an event split: the module prints one in pieces (reference 5.5)
         for line in lines:
-            row = line.decode().split("/")  # sid/TSN/ip:port/local/datamode
-            if len(row) >= 4 and row[0].isdigit() and row[3].isdigit():
+            text = part + line.decode()
+            row = text.split("/")  # sid/TSN/ip:port/local/datamode
+            if len(row) == 5 and row[0].isdigit() and row[3].isdigit() and row[4].isdigit():
                 listed[int(row[0])] = (row[1], row[2].endswith(":0"), int(row[3]))
+                part = ""
+            elif part or text[:1].isdigit():
+                part = text  # its rest is the next line: events are not in ``lines``
+        whole = not part  # else a row is not known whole: nothing unlisted is ended
         for sid, sock in enumerate(self.table):
-            if sock is not None and sid not in listed and sid not in touched:
+            # Not listed: gone, unless the list may lack its row or it changed since.
+            if sock is not None and whole and sid not in listed and sid not in touched and sid + 8 not in touched:
                 self._end_socket(sock, ECONNRESET)
         orphans = []
         for sid, (kind, no_peer, local_port) in listed.items():
             if sid >= 8 or sid in touched:
                 continue
             sock = self.table[sid]
-            if kind != "TSN":
-                if sock is None:
-                    # In the table until its close, as close_socket needs: what comes for it
-                    # meanwhile is dropped, not taken for a new connection, and a browser
-                    # that gets the id after it left is not closed in its place.
-                    sock = self.table[sid] = Socket(self, sid, UDP if kind[0] == "U" else TCP)
-                    orphans.append(sock)
-                elif sock.kind == ACCEPTED:  # a late client that the server took for a browser
-                    sock.error = ECONNRESET  # its reader fails once the close ends it
-                    orphans.append(sock)
-            elif sock is None:
+            if kind == "TSN":
+                # The listener or a browser's connection: a table socket of another kind
+                # on its id is stale (its end was missed, and the module reused the id).
+                want = LISTENER if no_peer else ACCEPTED
+                if sock is not None and sock.kind == want:
+                    continue
+                if sock is not None:
+                    self._end_socket(sock, ECONNRESET)
                 self.counters["adopted"] += 1
                 if no_peer:
                     self.server_port = local_port
                     self._listen(sid)
                 else:  # a connection whose [CONNECT n] was missed: the server's
                     self._deliver(P.CONNECT, sid, self._new_socket(sid, ACCEPTED, local_port))
+            elif sock is None or sock.kind == ACCEPTED or sock.kind == LISTENER:
+                # A client or UDP socket nobody here opened: a late client the server took
+                # for a browser (its reader fails), under a listener guessed on its id, or
+                # unknown. In the table, closing, until its close: what comes for it is
+                # dropped, not taken for a new connection, and if it leaves and a browser
+                # gets its id meanwhile, close_socket leaves the browser alone.
+                if sock is not None:
+                    self._end_socket(sock, ECONNRESET)
+                sock = self.table[sid] = Socket(self, sid, UDP if kind[0] == "U" else TCP)
+                sock.closing = True
+                orphans.append(sock)
         for sock in orphans:
             try:
                 await self.close_socket(sock)
@@ -387,6 +407,7 @@ class Engine:
         must never receive another connection's bytes.
         """
         async with self._lock:
+            await self._settle()
             self._check_owner(sock)
             await self._ssend(sock, data, len(data), ip, port)
 
@@ -402,6 +423,7 @@ class Engine:
         heap, and needs no buffer of its own for it, however many stream at once.
         """
         async with self._lock:
+            await self._settle()  # nothing taken yet: a failure here leaves the queue whole
             self._check_owner(sock)  # before taking a byte of the queue
             if sock.send_error:
                 # An earlier send failed, maybe while this one waited for the lock:
@@ -462,13 +484,7 @@ class Engine:
             # its guessed listener then took a client's [CONNECT 0], and the client's SCON
             # waited 8 s). The supervisor re-opens what is needed once init is done.
             raise OSError(EIO, "module restarting")
-        if self._resync:
-            # The command that timed out may still be answered: its final line would end the
-            # AT, and the AT's own would end this command. Late answers that come while this
-            # waits pass as strays.
-            self._resync = False
-            await self._run(_Transaction(b"AT"), 1000)
-            await sleep_ms(_QUIET_MS)
+        await self._settle()
         self.tx = tx
         self.counters["commands"] += 1
         self._frames_at = self.counters["frames"]
@@ -490,6 +506,16 @@ class Engine:
         finally:
             self.tx = None
             self._flush()
+
+    async def _settle(self):
+        """After a timeout, ``AT`` before the next command (the lock is held): the command
+        that timed out may still be answered, and its final line would end the next one.
+        Late answers that come meanwhile pass as strays. Events come in too: a socket's
+        owner is checked after this, never before (its id may be another's by then)."""
+        if self._resync:
+            self._resync = False
+            await self._run(_Transaction(b"AT"), 1000)
+            await sleep_ms(_QUIET_MS)
 
     async def _wait(self, tx, timeout_ms, for_prompt=False):
         deadline = ticks_add(ticks_ms(), timeout_ms)
@@ -563,7 +589,7 @@ class Engine:
             # Data proves the socket is open although we never saw it connect
             # (the driver started after the module). Adopt it as a connection.
             if self._touched is not None:
-                self._touched.append(sid)
+                self._touched.append(sid + 8)  # data came: see resync_table
             self.counters["adopted"] += 1
             sock = self._new_socket(sid, ACCEPTED, self.server_port)
             self._deliver(P.CONNECT, sid, sock)
@@ -587,8 +613,6 @@ class Engine:
     # --- state --------------------------------------------------------------
 
     def _socket_event(self, kind, sid):
-        if self._touched is not None:
-            self._touched.append(sid)
         tx = self.tx
         sock = self.table[sid]
         if tx is not None and tx.claim and tx.claimed is None and kind != P.LISTEN and sock is None:
@@ -604,16 +628,17 @@ class Engine:
             self._end_socket(sock, 0)
             self._moved.set()
             return
+        if (kind == P.CONNECT and sock is not None and sock.kind != LISTENER) or (kind == P.DISCONNECT and sock is None):
+            self.counters["stray"] += 1  # already open, or not open: nothing changes here
+            return
+        if self._touched is not None:
+            # resync_table leaves this id alone: its row may predate the event. (A stray
+            # one changed nothing here, and the two above never come during its command.)
+            self._touched.append(sid)
         if kind == P.CONNECT:
-            if sock is not None and sock.kind != LISTENER:
-                self.counters["stray"] += 1  # already open: nothing changes
-                return
             self._deliver(kind, sid, self._new_socket(sid, ACCEPTED, self.server_port))
             return
         if kind == P.DISCONNECT:
-            if sock is None:
-                self.counters["stray"] += 1
-                return
             self._end_socket(sock, 0)
         else:
             if tx is not None:
