@@ -177,3 +177,35 @@ def test_a_close_after_a_timeout_does_not_close_the_browser_that_got_the_orphans
         eq(state, ([110], False, True))
 
     run(main())
+
+
+def test_a_listen_on_an_id_a_stale_socket_holds_replaces_it():
+    # The client on 7 ended unseen and the module relistened there: [LISTEN 7] left the
+    # stale client in place and no listener in the table.
+    async def main():
+        module = Module()
+        _, engine, _, held = await _server_after(module, _SERVING)
+        client = engine._new_socket(7, TCP)
+        module.uart.emit(b"\r\n[LISTEN 7]\r\n")
+        await asyncio.sleep(0.02)
+        state = (client.open, client.error, engine.listener() and engine.listener().sid)
+        await _done(engine, held)
+        eq(state, (False, 104, 7))
+
+    run(main())
+
+
+def test_resync_does_not_adopt_an_unknown_browser_that_left_while_the_list_printed():
+    # Its [CONNECT 2] was missed and its row printed, then it left: [DISCONNECT 2] found
+    # nothing to end, and the row adopted a connection the module no longer had.
+    async def main():
+        module = Module()
+        _, engine, accepted, held = await _server_after(module, _SERVING)
+        module.replies[b"AT+SMGMT=?"] = _listing(_ROWS + (b"2/TSN/10.0.0.8:40002/80/0",), b"\r\n[DISCONNECT 2]\r\n")
+        await engine.resync_table()
+        await asyncio.sleep(0.02)
+        state = (engine.table[2], list(accepted))
+        await _done(engine, held)
+        eq(state, (None, [0]))
+
+    run(main())

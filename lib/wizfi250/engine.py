@@ -628,17 +628,22 @@ class Engine:
             self._end_socket(sock, 0)
             self._moved.set()
             return
-        if (kind == P.CONNECT and sock is not None and sock.kind != LISTENER) or (kind == P.DISCONNECT and sock is None):
-            self.counters["stray"] += 1  # already open, or not open: nothing changes here
+        if kind == P.CONNECT and sock is not None and sock.kind != LISTENER:
+            # Already open here: the old one's end was missed. Not touched, so that
+            # resync_table may take the module's row for this id over the stale socket.
+            self.counters["stray"] += 1
             return
         if self._touched is not None:
-            # resync_table leaves this id alone: its row may predate the event. (A stray
-            # one changed nothing here, and the two above never come during its command.)
+            # resync_table leaves this id alone: its row may predate the event. (The
+            # claim and the close above never come during its command.)
             self._touched.append(sid)
         if kind == P.CONNECT:
             self._deliver(kind, sid, self._new_socket(sid, ACCEPTED, self.server_port))
             return
         if kind == P.DISCONNECT:
+            if sock is None:
+                self.counters["stray"] += 1  # one we never knew, left: its row is stale
+                return
             self._end_socket(sock, 0)
         else:
             if tx is not None:
@@ -650,7 +655,10 @@ class Engine:
         for i, sock in enumerate(self.table):
             if sock is not None and sock.kind == LISTENER and i != sid:
                 self.table[i] = None  # the one listener has moved
-        if self.table[sid] is None:
+        sock = self.table[sid]
+        if sock is None or sock.kind != LISTENER:
+            if sock is not None:  # the module listens there: that socket's end was missed
+                self._end_socket(sock, ECONNRESET)
             self.table[sid] = Socket(self, sid, LISTENER, self.server_port)
 
     def _wifi_event(self, kind, arg, text):

@@ -540,8 +540,10 @@ class Emulator:
         """One control operation: reset, link_down, chaos, stats."""
         op = request["op"]
         core = self.core
-        if op == "reset":
+        if op == "reset" and request.get("cut", True):
             core.reset_from_outside()
+        elif op == "reset":  # "cut": false lets out what the module had queued first
+            core.reset()
         elif op == "link_down":
             core.link_down()
             after = request.get("rejoin_after")
