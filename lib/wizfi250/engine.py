@@ -312,7 +312,8 @@ class Engine:
             sock.rx.clear()
         async with self._lock:
             try:
-                await self._settle()  # before the check: events come in while it runs
+                if self._resync:  # before the check: events come in while it runs
+                    await self._settle()
             except OSError:
                 pass  # the close's own command finds out whether the module answers
             if self.table[sock.sid] is not sock:
@@ -407,7 +408,8 @@ class Engine:
         must never receive another connection's bytes.
         """
         async with self._lock:
-            await self._settle()
+            if self._resync:  # tested here: a coroutine per send otherwise
+                await self._settle()
             self._check_owner(sock)
             await self._ssend(sock, data, len(data), ip, port)
 
@@ -423,7 +425,8 @@ class Engine:
         heap, and needs no buffer of its own for it, however many stream at once.
         """
         async with self._lock:
-            await self._settle()  # nothing taken yet: a failure here leaves the queue whole
+            if self._resync:  # nothing taken yet: a failure here leaves the queue whole
+                await self._settle()
             self._check_owner(sock)  # before taking a byte of the queue
             if sock.send_error:
                 # An earlier send failed, maybe while this one waited for the lock:
@@ -484,7 +487,8 @@ class Engine:
             # its guessed listener then took a client's [CONNECT 0], and the client's SCON
             # waited 8 s). The supervisor re-opens what is needed once init is done.
             raise OSError(EIO, "module restarting")
-        await self._settle()
+        if self._resync:
+            await self._settle()
         self.tx = tx
         self.counters["commands"] += 1
         self._frames_at = self.counters["frames"]
@@ -508,14 +512,14 @@ class Engine:
             self._flush()
 
     async def _settle(self):
-        """After a timeout, ``AT`` before the next command (the lock is held): the command
-        that timed out may still be answered, and its final line would end the next one.
-        Late answers that come meanwhile pass as strays. Events come in too: a socket's
-        owner is checked after this, never before (its id may be another's by then)."""
-        if self._resync:
-            self._resync = False
-            await self._run(_Transaction(b"AT"), 1000)
-            await sleep_ms(_QUIET_MS)
+        """After a timeout (``_resync``), ``AT`` before the next command (the lock is held):
+        the command that timed out may still be answered, and its final line would end the
+        next one. Late answers that come meanwhile pass as strays. Events come in too: a
+        socket's owner is checked after this, never before (its id may be another's by then).
+        Callers test ``_resync`` first: a coroutine per command otherwise."""
+        self._resync = False
+        await self._run(_Transaction(b"AT"), 1000)
+        await sleep_ms(_QUIET_MS)
 
     async def _wait(self, tx, timeout_ms, for_prompt=False):
         deadline = ticks_add(ticks_ms(), timeout_ms)
