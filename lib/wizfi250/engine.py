@@ -359,10 +359,10 @@ class Engine:
                 part = ""
             elif part or text[:1].isdigit():
                 part = text  # its rest is the next line: events are not in ``lines``
-        whole = not part  # else a row is not known whole: nothing unlisted is ended
         for sid, sock in enumerate(self.table):
-            # Not listed: gone, unless the list may lack its row or it changed since.
-            if sock is not None and whole and sid not in listed and sid not in touched and sid + 8 not in touched:
+            # Not listed: gone, unless a row is left in pieces (it may be this one's) or
+            # the id changed since.
+            if sock is not None and not part and sid not in listed and sid not in touched and sid + 8 not in touched:
                 self._end_socket(sock, ECONNRESET)
         orphans = []
         for sid, (kind, no_peer, local_port) in listed.items():

@@ -27,7 +27,6 @@ def scan(buf, i, tail, seen):
     full), so ``Parser.parse`` takes a header equal to the last one after one find at a
     line start, and calls this for a new one (and for any header inside a line).
     """
-    # No builtin calls before the '}' is found: min() and len() cost as much as a find.
     end = i + HDR_MAX
     if end > tail:
         end = tail
