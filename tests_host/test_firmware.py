@@ -28,7 +28,7 @@ class Firmware:
     """main.py against the emulator: under MicroPython (a subprocess) or CPython (a thread)."""
 
     def __init__(self, tmp, baud=0, chaos=False, interpreter="micropython", root=None, debug=None, transcript=None,
-                 heap="256K", romfs=False):  # fmt: skip
+                 heap="256K", romfs=False, script=None):  # fmt: skip
         self.http = free_port()
         self.udp = free_port()
         self.tcp_peer = socket.create_server(("127.0.0.1", 0))
@@ -56,7 +56,7 @@ class Firmware:
         if interpreter == "cpython":
             self._start_in_process(config)
         else:
-            self._start_micropython(tmp, heap, romfs)
+            self._start_micropython(tmp, heap, romfs, script)
         self.module.buf = b""
         self.wait_serving(30)
 
@@ -73,14 +73,14 @@ class Firmware:
         transport = asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
         self.task = asyncio.run_coroutine_threadsafe(main.main(config, transport), self.loop)
 
-    def _start_micropython(self, tmp, heap, romfs):
+    def _start_micropython(self, tmp, heap, romfs, script):
         build = tmp / "mpy"
         env = dict(os.environ, MICROPYPATH=".frozen:%s" % build, WIZFI_CONFIG=str(tmp / "config.json"))
         cmd = [MICROPYTHON, "-X", "heapsize=" + heap, os.path.join(ROOT, "main.py"), "--uart", self.module.emu.serial_path]
         if romfs:  # the code in place from a ROMFS image; heap is what a board has besides it
             image = tools_build.romfs(str(build))
             env["MICROPYPATH"] = ".frozen"
-            cmd[1:4] = tools_build.romfs_args(image, heap)
+            cmd[1:4] = tools_build.romfs_args(image, heap, script)
         else:
             tools_build.build(str(build))
         self.log = open(tmp / "firmware.log", "w")
@@ -267,6 +267,37 @@ def test_a_board_restarted_while_the_module_ran_on_serves_everything_again(tmp_p
         assert fw.control(op="stats")["stats"]["resets"] == 2  # each run restarted the module once, at its start
     finally:
         fw.stop()
+
+
+def test_the_firmware_serving_from_romfs_keeps_its_names_below_the_qstr_cliff(tmp_path):
+    # MicroPython interns names (qstrs) in pools that double in size: the sixth, made at
+    # the 621st, takes 7 KB of heap for good (64-bit unix port), a twentieth of a board's
+    # 128K. Nothing else notices a change that crosses it: the firmware still serves,
+    # with less room (README, "The qstr cliff").
+    www = os.path.join(ROOT, "www")
+    fw = Firmware(tmp_path, heap="128K", romfs=True, root=www, script=os.path.join(ROOT, "tests_host", "qstr_fw.py"))
+    try:
+        for folder, _, names in os.walk(www):  # every page, with and without gzip
+            for name in names:
+                path = "/" + os.path.relpath(os.path.join(folder, name), www).replace(os.sep, "/")
+                fw.get(path[:-3] if path.endswith(".gz") else path, {"Accept-Encoding": "gzip"})
+                fw.get(path)
+        fw.get("/api/status?gc=1")
+        with pytest.raises(urllib.error.HTTPError):
+            fw.get("/no/such/page")
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.settimeout(10)
+        udp.sendto(b"echo me", ("127.0.0.1", fw.udp))
+        assert udp.recvfrom(100)[0] == b"echo me"
+        time.sleep(1.5)  # a status datagram, and a sample after it all
+    finally:
+        fw.stop()
+    with open(tmp_path / "firmware.log") as f:
+        pools = [line for line in f if line.startswith("qstr pool:")]
+    fields = dict(field.split("=") for field in pools[-1][len("qstr pool: "):].split(", "))
+    n_qstr = int(fields["n_qstr"])
+    print("\nqstrs at rest, from ROMFS: %d (the 621st makes the sixth pool)" % n_qstr)
+    assert int(fields["n_pool"]) <= 5, "%d qstrs: the firmware made the sixth pool (7 KB of heap)" % n_qstr
 
 
 def test_the_firmware_says_so_and_exits_when_its_uart_goes_away(tmp_path):

@@ -86,10 +86,11 @@ def size(text):
     return int(text.rstrip("KM")) * scale
 
 
-def romfs_args(image, heap, script=os.path.join(ROOT, "tools", "romfs_main.py")):
+def romfs_args(image, heap, script=None):
     """MicroPython's arguments to run ``script`` (by default the board's main.py, which
     starts ``app`` from the image) with ``image`` in place (tools/romfs_boot.py), in
     ``heap`` ("128K": a board's) plus the image, which stands for the board's flash."""
+    script = script or os.path.join(ROOT, "tools", "romfs_main.py")
     total = size(heap) + os.path.getsize(image)
     return ["-X", "heapsize=%d" % total, os.path.join(ROOT, "tools", "romfs_boot.py"), image, script]
 
