@@ -1,6 +1,6 @@
-"""resync_table against the races a fuzzer found (a helper session's hypothesis model of
-the module, 15,000 runs): each test is one of its findings, shrunk by hand, and failed on
-the driver before the fix. CPython only: one takes 10 s (a send's timeout)."""
+"""resync_table against the races a fuzzer found (hypothesis models of the module, the
+last of them test_fuzz_resync.py): each test is one of their findings, shrunk by hand, and
+failed on the driver before the fix. CPython only: one takes 10 s (a send's timeout)."""
 
 import asyncio
 
@@ -207,5 +207,33 @@ def test_resync_does_not_adopt_an_unknown_browser_that_left_while_the_list_print
         state = (engine.table[2], list(accepted))
         await _done(engine, held)
         eq(state, (None, [0]))
+
+    run(main())
+
+
+def test_resync_gives_a_browser_on_a_stale_browsers_id_a_socket_of_its_own():
+    # Browser A on 0 left, its [DISCONNECT 0] lost; B took the listener on 1, and the
+    # [LISTEN 0] of the relisten was lost too (the table guesses 2). While the list prints,
+    # C takes the listener on 0: [CONNECT 0] found A's socket open and was dropped as
+    # stray, untouched, for the row to replace A's socket. But the row says "a browser on
+    # 0", which A's socket is: it was kept, C was never accepted, and C's request went to
+    # A's handler (test_fuzz_resync.py: "not ended"). A [CONNECT n] now ends what held n.
+    async def main():
+        module = Module()
+        _, engine, accepted, held = await _server_after(module, _SERVING)  # A on 0, listener on 1
+        a = engine.table[0]
+        module.replies[b"AT+SCON=O,TSN"] = b"[OK]\r\n"
+        module.uart.emit(b"\r\n[CONNECT 1]\r\n")  # B
+        await asyncio.sleep(0.02)
+        module.replies[b"AT+SMGMT=?"] = (
+            b"Number of Sockets : 2 (SCID/Mode/Remote/Local/DataMode)\r\n"
+            b"\r\n[CONNECT 0]\r\n0/TSN/10.0.0.8:40002/80/0\r\n1/TSN/10.0.0.7:40001/80/0\r\n[OK]\r\n"
+        )
+        await engine.resync_table()
+        module.uart.emit(b"{0,10.0.0.8,40002,3}GET\r\n")
+        await asyncio.sleep(0.02)
+        state = (a.open, engine.table[0] is a, sorted(accepted))
+        await _done(engine, held)
+        eq(state, (False, False, [0, 0, 1, 104]))
 
     run(main())

@@ -619,6 +619,11 @@ class Engine:
     def _socket_event(self, kind, sid):
         tx = self.tx
         sock = self.table[sid]
+        if kind == P.CONNECT and sock is not None and sock.kind != LISTENER:
+            # The module gives an id out again only once its socket has closed: this
+            # one's end was missed. Its reader is told, and the id is the new socket's.
+            self._end_socket(sock, ECONNRESET)
+            sock = None
         if tx is not None and tx.claim and tx.claimed is None and kind != P.LISTEN and sock is None:
             # The SCON in flight opened this id: the result is the command's, not an event.
             tx.claimed = (kind, sid)
@@ -631,11 +636,6 @@ class Engine:
             tx.claimed = (kind, sid)
             self._end_socket(sock, 0)
             self._moved.set()
-            return
-        if kind == P.CONNECT and sock is not None and sock.kind != LISTENER:
-            # Already open here: the old one's end was missed. Not touched, so that
-            # resync_table may take the module's row for this id over the stale socket.
-            self.counters["stray"] += 1
             return
         if self._touched is not None:
             # resync_table leaves this id alone: its row may predate the event. (The
