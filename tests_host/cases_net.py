@@ -282,6 +282,25 @@ def test_client_resolves_names_with_fdns():
     run(main())
 
 
+def test_a_client_opened_on_an_id_whose_end_was_missed_is_the_new_clients():
+    # The [DISCONNECT 0] of an earlier client was lost, and the module gave 0 to the next
+    # SCON. Its [CONNECT 0] must be the command's (not an event for a socket already open,
+    # which left the SCON waiting 8 s for it), and the old socket's reader learns it ended.
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        module.replies[b"AT+SCON=O,TCN,10.0.0.7,5000"] = b"\r\n[CONNECT 0]\r\n[OK]\r\n"
+        old_reader, old = await net.open_connection("10.0.0.7", 5000)
+        reader, writer = await asyncio.wait_for(net.open_connection("10.0.0.7", 5000), 2)
+        module.uart.emit(b"{0,10.0.0.7,5000,3}new\r\n")
+        got = await reader.read(10)
+        await fails(old_reader.read(10), 104)
+        eq((got, engine.table[0] is writer.sock, old.sock.open), (b"new", True, False))
+        engine.stop()
+
+    run(main())
+
+
 def test_udp_recvfrom_reports_each_sender_and_sendto_names_the_peer():
     async def main():
         module = Module()
