@@ -69,7 +69,11 @@ def test_deploy_serves_the_site_and_resends_only_what_changed(tmp_path, board):
         stale.write_text("raise ImportError('the stale source ran instead of engine.mpy')\n")
         sent = deploy(board.port, "--config", str(path), "--reset")
         assert not stale.exists()
-        assert "lib/wizfi250/engine.mpy" in sent and "lib/microdot/microdot.mpy" in sent
+        assert "lib/wizfi250/engine.mpy" in sent and "lib/microdot/microdot.mpy" in sent and "lib/app.mpy" in sent
+        # The application goes compiled; main.py only starts it (compiled on the board,
+        # main.py took the heap that six downloads needed).
+        with open(os.path.join(ROOT, "tools", "board_main.py")) as f:
+            assert (root / "main.py").read_text() == f.read()
         for name in sent:
             assert (root / name).is_file(), name
         assert json.loads((root / "config.json").read_text()) == config
@@ -98,7 +102,8 @@ def test_romfs_deploy_serves_from_the_image_and_rewrites_it_only_when_changed(tm
     module = Running(baud=0, ports={80: http})
     try:
         config, path = write_config(tmp_path, module)
-        stale = [tmp_path / "board" / "lib" / "wizfi250" / "engine.mpy", tmp_path / "board" / "lib" / "microdot" / "microdot.py"]
+        lib = tmp_path / "board" / "lib"
+        stale = [lib / "wizfi250" / "engine.mpy", lib / "microdot" / "microdot.py", lib / "app.mpy"]
         for copy in stale:  # as a deploy without --romfs, or mpremote mip install, left them
             copy.parent.mkdir(parents=True, exist_ok=True)
             copy.write_text("raise ImportError('a copy in /lib ran instead of the image')\n")
@@ -107,7 +112,7 @@ def test_romfs_deploy_serves_from_the_image_and_rewrites_it_only_when_changed(tm
         assert os.listdir(tmp_path / "board" / "lib") == []  # their emptied folders went too
         assert sent[0] == "romfs" and not [name for name in sent if name.startswith("lib/")], sent
         # main.py only starts the application, which can come from nowhere but the image.
-        with open(os.path.join(ROOT, "tools", "romfs_main.py")) as f:
+        with open(os.path.join(ROOT, "tools", "board_main.py")) as f:
             assert (tmp_path / "board" / "main.py").read_text() == f.read()
         with open(os.path.join(ROOT, "www", "index.html"), "rb") as f:
             assert fetch(http, "/", 60, board) == f.read()
@@ -129,14 +134,14 @@ def test_a_plain_deploy_shadowed_by_the_romfs_image_is_refused_unless_forced(tmp
     root = tmp_path / "board"
     try:
         deploy(board.port, "--romfs")
-        with open(os.path.join(ROOT, "tools", "romfs_main.py")) as f:
-            romfs_main = f.read()
+        with open(os.path.join(ROOT, "tools", "board_main.py")) as f:
+            board_main = f.read()
 
         refused = subprocess.run(DEPLOY + [board.port], capture_output=True, text=True, timeout=120)
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "holds microdot and wizfi250 in /rom/lib" in refused.stderr, refused.stderr
         assert "tools/deploy %s --romfs" % board.port in refused.stderr and "--force" in refused.stderr
-        assert refused.stdout == "" and (root / "main.py").read_text() == romfs_main
+        assert refused.stdout == "" and (root / "main.py").read_text() == board_main
         assert not (root / "lib" / "wizfi250").exists()
 
         forced = subprocess.run(DEPLOY + [board.port, "--force"], capture_output=True, text=True, timeout=120)

@@ -1,18 +1,18 @@
-"""Compile the driver and Microdot to .mpy for the firmware: python tools/build.py OUT [--romfs].
+"""Compile the driver and Microdot to .mpy for the firmware: python tools/build.py OUT [--app | --romfs].
 
 Bytecode imports in a fraction of the heap that compiling the sources on
 the target would take (Microdot: ~31 KB instead of ~192 KB). Unchanged
 files are skipped, so a rebuild after a one-line change is quick.
 
-With ``--romfs`` the .mpy go into ``OUT/lib``, with main.py among them as
-``app.mpy``, and a ROMFS image of OUT is written to ``OUT.romfs``. A board that
-has a ROMFS partition (MicroPython 1.25 and later, on builds that enable it)
-mounts it at /rom with /rom/lib on ``sys.path`` and runs the bytecode where it
-lies in flash: the heap holds the functions and classes the code makes, not
-its bytecode and constants. A board runs only a main.py from its filesystem,
-so there ``tools/romfs_main.py`` stands in for it and starts ``app``: main.py
-compiled on the board would put its bytecode, 8 KB, back in the heap (the
-firmware at rest on the 64-bit unix port: 87 KB this way, 124 KB from files).
+With ``--app`` main.py is compiled too, as ``app.mpy``: a board's main.py is
+then tools/board_main.py, which starts it (compiled on the board, main.py took
+the heap that six downloads needed). With ``--romfs`` the .mpy, app.mpy among
+them, go into ``OUT/lib``, and a ROMFS image of OUT is written to ``OUT.romfs``.
+A board that has a ROMFS partition (MicroPython 1.25 and later, on builds that
+enable it) mounts it at /rom with /rom/lib on ``sys.path`` and runs the bytecode
+where it lies in flash: the heap holds the functions and classes the code makes,
+not its bytecode and constants (the firmware at rest on the 64-bit unix port:
+87 KB this way, 124 KB from files).
 """
 
 import contextlib
@@ -24,6 +24,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 MICRODOT_FILES = ("__init__.py", "microdot.py", "helpers.py")
+APP = (os.path.join(ROOT, "main.py"), "app.py")  # the application, as a board imports it
 
 
 def sources():
@@ -44,7 +45,7 @@ def build(out, app=False):
     """Compile what is out of date into ``out``; with ``app``, main.py too, as app.mpy."""
     wanted = set()
     rules = os.path.getmtime(__file__)  # a change here (the flags) rebuilds everything
-    for src, rel in list(sources()) + ([(os.path.join(ROOT, "main.py"), "app.py")] if app else []):
+    for src, rel in list(sources()) + ([APP] if app else []):
         dst = os.path.join(out, rel[:-3] + ".mpy")
         wanted.add(os.path.abspath(dst))
         if os.path.exists(dst) and os.path.getmtime(dst) >= max(os.path.getmtime(src), rules):
@@ -90,7 +91,7 @@ def romfs_args(image, heap, script=None):
     """MicroPython's arguments to run ``script`` (by default the board's main.py, which
     starts ``app`` from the image) with ``image`` in place (tools/romfs_boot.py), in
     ``heap`` ("128K": a board's) plus the image, which stands for the board's flash."""
-    script = script or os.path.join(ROOT, "tools", "romfs_main.py")
+    script = script or os.path.join(ROOT, "tools", "board_main.py")
     total = size(heap) + os.path.getsize(image)
     return ["-X", "heapsize=%d" % total, os.path.join(ROOT, "tools", "romfs_boot.py"), image, script]
 
@@ -99,4 +100,4 @@ if __name__ == "__main__":
     if sys.argv[2:] == ["--romfs"]:
         print(romfs(sys.argv[1]))
     else:
-        build(sys.argv[1])
+        build(sys.argv[1], app=sys.argv[2:] == ["--app"])

@@ -1,8 +1,10 @@
 """Deploy the firmware to a board over its serial port: tools/deploy PORT [--reset] [--romfs] [--force].
 
-The driver and Microdot go as .mpy (compiled by tools/build.py: a board
-imports bytecode in a fraction of the heap that compiling the sources would
-take); main.py, boot.py, the configuration and www/ go as they are. A file
+The driver, Microdot and the application (main.py, as /lib/app.mpy) go as
+.mpy (compiled by tools/build.py: a board imports bytecode in a fraction of
+the heap that compiling the sources would take), with tools/board_main.py as
+/main.py to start the application; boot.py, the configuration and www/ go as
+they are. A file
 whose SHA-256 on the board already matches is not sent again, so deploying
 after a one-line change sends one file. The board is reached through
 mpremote's own serial transport, as `mpremote cp` would, in one session.
@@ -10,8 +12,8 @@ mpremote's own serial transport, as `mpremote cp` would, in one session.
 With ``--romfs`` the driver, Microdot and the application go into the
 board's ROMFS partition instead, as one image (tools/build.py --romfs),
 written by mpremote's own ``romfs deploy`` unless the partition already
-holds it; main.py is then the two lines that start the application there
-(tools/romfs_main.py). The code runs in place from flash and leaves the
+holds it; /main.py starts the application there, as it does from /lib
+(tools/board_main.py). The code runs in place from flash and leaves the
 heap to the connections (see README, "On a board with a ROMFS partition").
 Copies of the driver and Microdot left in /lib are deleted, with their
 folders once empty.
@@ -31,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from build import BIN, ROOT, build, romfs, sources
+from build import APP, BIN, ROOT, build, romfs, sources
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
@@ -57,16 +59,13 @@ def manifest(config, in_romfs=False):
     """(local path, board path) for every file the firmware needs, in a stable order.
     ``in_romfs``: the code is in the ROMFS image, and main.py only starts it."""
     files = []
-    if in_romfs:
-        files.append((os.path.join(ROOT, "boot.py"), "boot.py"))
-        files.append((os.path.join(ROOT, "tools", "romfs_main.py"), "main.py"))
-    else:
-        build(MPY_DIR)
-        for _, rel in sources():
+    if not in_romfs:
+        build(MPY_DIR, app=True)
+        for _, rel in list(sources()) + [APP]:
             mpy = rel[:-3] + ".mpy"
             files.append((os.path.join(MPY_DIR, mpy), "lib/" + mpy.replace(os.sep, "/")))
-        for name in ("boot.py", "main.py"):
-            files.append((os.path.join(ROOT, name), name))
+    files.append((os.path.join(ROOT, "boot.py"), "boot.py"))
+    files.append((os.path.join(ROOT, "tools", "board_main.py"), "main.py"))
     files.append((config, "config.json"))
     www = os.path.join(ROOT, "www")
     for folder, dirs, names in os.walk(www):
@@ -198,12 +197,12 @@ def remove_shadows(transport, files):
 
 
 def remove_copies(transport):
-    """With ``--romfs``: delete the driver's and Microdot's files from the board's /lib
+    """With ``--romfs``: delete the driver's, Microdot's and app's files from the board's /lib
     (a deploy without --romfs or `mpremote mip install` put them there): /rom/lib
     shadows them, and they would only take flash. Their folders go too once empty,
     so that `ls :lib` shows nothing that looks installed."""
     names = {}
-    for _, rel in sources():
+    for _, rel in list(sources()) + [APP]:
         folder, name = ("lib/" + rel.replace(os.sep, "/")).rsplit("/", 1)
         names.setdefault(folder, set()).update((name, name[:-3] + ".mpy"))
     removed = []

@@ -1,6 +1,7 @@
 """The whole firmware's heap while it serves 6 parallel downloads, at ``-X heapsize=128K``.
 
-Runs main.py (driver and Microdot as .mpy, the app) through heap_fw.py, which
+Runs the firmware as tools/deploy puts it on a board (driver, Microdot and main.py
+as app, all .mpy) through heap_fw.py, which
 prints the live heap after a collection every 20 ms. ``peak`` is the most
 that was live while the downloads ran, ``steady`` what is live once they are
 over, ``idle`` before they started. Every download is checked byte for byte.

@@ -1,4 +1,5 @@
-"""Firmware for the heap benchmark: main.py as shipped, plus a sampler.
+"""Firmware for the heap benchmark: the application as a board runs it (app.mpy, from
+.mpy files or a ROMFS image), plus a sampler.
 
 Every ``EVERY_MS`` it collects garbage and prints ``heap <live bytes>``, so the
 benchmark sees the live heap while the site serves, not garbage waiting for
@@ -8,10 +9,7 @@ the collector. Collecting that often costs time, never memory.
 import asyncio
 import gc
 
-try:
-    import app as main  # a ROMFS run: main.py is in the image, compiled (tools/build.py --romfs)
-except ImportError:
-    import main
+import app
 
 EVERY_MS = 20
 
@@ -25,7 +23,7 @@ async def sample():
 
 async def sampled(config, transport):
     asyncio.create_task(sample())
-    await main.main(config, transport)
+    await app.main(config, transport)
 
 
-main.start(sampled)
+app.start(sampled)

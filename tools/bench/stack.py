@@ -27,8 +27,8 @@ ROMFS = os.path.join(ROOT, "build", "bench-romfs")
 
 
 def build():
-    """Driver and Microdot as .mpy, as a board runs them (skips what is up to date)."""
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py"), BUILD], check=True)
+    """Driver, Microdot and app as .mpy, as tools/deploy puts them on a board (skips what is up to date)."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py"), BUILD, "--app"], check=True)
 
 
 def build_romfs():
