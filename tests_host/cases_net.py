@@ -652,6 +652,24 @@ def test_resync_table_does_not_adopt_a_connection_that_ended_after_the_list():
     run(main())
 
 
+def test_resync_table_ends_nothing_when_a_row_is_left_in_pieces():
+    # A row's first piece, then a line that does not continue it (a late answer, a lost
+    # byte): neither is a row, and the rows after them glue on. Which ids the list names
+    # is then unknown, so none is ended: the browser and the listener stay as they are.
+    async def main():
+        module = Module()
+        _, engine, accepted, held = await _server_after(module, _SERVING)
+        browser, listener = engine.table[0], engine.table[1]
+        module.replies[b"AT+SMGMT=?"] = _listing((b"0/TSN/10.0.0.9:", b"7.5.2") + _ROWS)
+        await engine.resync_table()
+        closes = [c for c in module.commands if c.startswith(b"AT+SMGMT=") and c != b"AT+SMGMT=?"]
+        state = (engine.table[0] is browser, browser.open, engine.table[1] is listener, closes)
+        await _done(engine, held)
+        eq(state, (True, True, True, []))
+
+    run(main())
+
+
 def test_resync_table_closes_client_and_udp_sockets_that_nobody_opened():
     # A client whose SCON timed out before its [CONNECT 2], taken by the server as a
     # browser, and a UDP socket of an earlier run: both were adopted, and nobody would
