@@ -31,9 +31,9 @@ def main(module, names):
         # server's accept loop); MicroPython's keeps them queued, and the next test's
         # loop ran them on with their heap (8-11 KB each, after seven tests). A new
         # loop drops them.
-        loop = sys.modules.get("asyncio")
-        if loop:
-            loop.new_event_loop()
+        aio = sys.modules.get("asyncio")
+        if aio:
+            aio.new_event_loop()
     print("micropython %s: %d passed, %d failed" % (module, len(tests) - failed, failed))
     sys.exit(1 if failed else 0)
 

@@ -275,7 +275,7 @@ def test_the_firmware_serving_from_romfs_keeps_its_names_below_the_qstr_cliff(tm
     # 128K. Nothing else notices a change that crosses it: the firmware still serves,
     # with less room (README, "The qstr cliff").
     www = os.path.join(ROOT, "www")
-    fw = Firmware(tmp_path, heap="128K", romfs=True, root=www, script=os.path.join(ROOT, "tests_host", "qstr_fw.py"))
+    fw = Firmware(tmp_path, heap="128K", romfs=True, root=www, script=os.path.join(ROOT, "tools", "bench", "heap_fw.py"))
     try:
         for folder, _, names in os.walk(www):  # every page, with and without gzip
             for name in names:
