@@ -142,6 +142,44 @@ def test_timeout_raises_and_resyncs_before_the_next_command():
     run(main())
 
 
+def test_a_prompt_after_its_ssend_timed_out_gets_no_command_as_payload():
+    """The module reads everything after an accepted SSEND as its payload, however late
+    the prompt: a resync AT written then would reach the peer. Nothing goes out until
+    that SSEND ends; the command in flight when the prompt came fails at once."""
+
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, stall_ms=0)  # the prompt is awaited 2 s
+        sock = engine._new_socket(0, TCP)
+        module.replies[b"AT+SSEND"] = b""  # busy: the prompt comes later
+        module.replies[b"AT"] = b""  # nor does the module answer while it waits for payload
+        await fails(engine.ssend(sock, b"hello"), 110)
+        module.expect = 0  # the test says when the module reads payload
+
+        command = asyncio.create_task(engine.command(b"AT+MINFO"))
+        await asyncio.sleep(0.05)
+        eq(module.commands[-1], b"AT")  # the resync, with no prompt seen yet
+        module.expect = 5
+        module.uart.emit(b"[0,,,5]\r\n")  # the late prompt: that AT went as payload
+        await fails(command, 5)
+        eq(engine.counters["stray"], 1)
+
+        written = len(module.uart.written)
+        command = asyncio.create_task(engine.command(b"AT+MINFO"))
+        await asyncio.sleep(0.1)
+        eq(len(module.uart.written), written)  # waits for the late SSEND's end
+        module.expect = 0
+        module.replies[b"AT"] = b"[OK]\r\n"
+        module.uart.emit(b"[ERROR]\r\n")  # its payload timed out on the module (reference 4.5)
+        eq(await command, [])
+        eq(module.commands[-2:], [b"AT", b"AT+MINFO"])
+        eq(module.payloads, [])  # nothing written while the module read payload
+        eq(engine.counters["stray"], 2)  # the prompt and its SSEND's [ERROR]
+        engine.stop()
+
+    run(main())
+
+
 def test_init_with_echo_on_turns_it_off_and_enables_what_the_driver_needs():
     async def main():
         module = Module()

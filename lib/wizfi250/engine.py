@@ -89,6 +89,9 @@ class Engine:
         # fail, and that connection is then lost (see _new_socket).
         self._rings = [Ring(socket_rx) for _ in range(rings)]
         self._resync = False
+        # A prompt came after its SSEND had timed out: until this deadline (or the final
+        # line that ends it), the module takes every byte as that SSEND's payload.
+        self._absorbing = None  # type: int | None
         self._frames_at = 0  # frames received when the command on the wire was sent
         self._touched = None  # during resync_table: the ids whose state changed meanwhile
         self._echo_off = False  # init turned echo off: an echo now means the module restarted
@@ -518,6 +521,17 @@ class Engine:
         socket's owner is checked after this, never before (its id may be another's by then).
         Callers test ``_resync`` first: a coroutine per command otherwise."""
         self._resync = False
+        while self._absorbing is not None:
+            # Not even the AT goes out: it would reach the peer as payload.
+            left = ticks_diff(self._absorbing, ticks_ms())
+            if left <= 0:
+                self._absorbing = None
+                break
+            self._moved.clear()
+            try:
+                await asyncio.wait_for(self._moved.wait(), left / 1000)
+            except asyncio.TimeoutError:
+                pass
         await self._run(_Transaction(b"AT"), 1000)
         await sleep_ms(_QUIET_MS)
 
@@ -557,7 +571,11 @@ class Engine:
                 # and its banner went unseen (into a frame the restart cut short).
                 self._module_reset(P.RESET, b"echo is on again")
             return
-        if kind == P.OK or kind == P.ERROR or (kind == P.SEND_ERROR and tx is not None and tx.prompt is True):
+        if kind == P.SEND_ERROR:  # a final line only of an SSEND past its prompt, or of a late one
+            final = tx is not None and tx.prompt is True or self._absorbing is not None
+        else:
+            final = kind == P.OK or kind == P.ERROR
+        if final:
             # An SSEND is never answered [OK] before its prompt: such an [OK] is a late
             # answer to an earlier command that timed out. Taken as the SSEND's, the send
             # would "succeed" unsent, and the module would read the next command as payload.
@@ -567,13 +585,16 @@ class Engine:
                 self._moved.set()
             else:
                 self.counters["stray"] += 1
+                if self._absorbing is not None:
+                    self._absorbing = None  # the late SSEND ended: commands may go out again
+                    self._moved.set()
             return
         if kind == P.PROMPT:
             if tx is not None and tx.prompt == arg:
                 tx.prompt = True
                 self._moved.set()
             else:
-                self.counters["stray"] += 1
+                self._late_prompt(tx, arg[1])
             return
         if kind in _SOCKET_EVENTS:
             self._socket_event(kind, arg)
@@ -583,6 +604,20 @@ class Engine:
             self._module_reset(kind, text)
         else:  # an unknown bracketed line or [TCP Send Error] outside an SSEND
             self._deliver(kind, text)
+
+    def _late_prompt(self, tx, n):
+        """An SSEND that timed out before its prompt was accepted after all: the module
+        now reads ``n`` bytes of payload, or waits for them for n + 10 s (reference 4.5).
+        Whatever was written since went to it as payload, so the command on the wire gets
+        no answer of its own; and nothing more is written until that SSEND ends (its final
+        line, or the module's deadline): the next command would reach the peer."""
+        self.counters["stray"] += 1
+        self._absorbing = ticks_add(ticks_ms(), n + 11000)
+        self._resync = True
+        if tx is not None:
+            self.tx = None  # the late SSEND's final line is not its
+            tx.error = OSError(EIO, "taken as the payload of a late SSEND")
+            self._moved.set()
 
     def frame(self, sid, length):
         counters = self.counters
@@ -712,6 +747,7 @@ class Engine:
         send nothing more until init() has set it up again."""
         self.counters["resets"] += 1
         self.restarting = True
+        self._absorbing = None  # a restarted module reads commands
         self._echo_off = False
         self.wifi["state"] = "down"
         self.wifi["ip"] = self.wifi["gateway"] = ""
