@@ -670,6 +670,23 @@ def test_resync_table_ends_nothing_when_a_row_is_left_in_pieces():
     run(main())
 
 
+def test_resync_table_reads_the_rows_around_a_late_answer():
+    # A command's late answer (an FDNS address) comes before the list, and another between
+    # its rows: neither is a row, nor the start of one. Glued to the rows after it, it hid
+    # them all, and a connection whose end was missed stayed open for good.
+    async def main():
+        module = Module()
+        _, engine, accepted, held = await _server_after(module, _SERVING + b"\r\n[CONNECT 2]\r\n")
+        browser, listener, missed = engine.table[0], engine.table[1], engine.table[2]
+        module.replies[b"AT+SMGMT=?"] = b"10.0.0.5\r\n" + _listing((_ROWS[0], b"10.0.0.6", _ROWS[1]))
+        await engine.resync_table()
+        state = (engine.table[0] is browser, browser.open, engine.table[1] is listener, engine.table[2], missed.open)
+        await _done(engine, held)
+        eq(state, (True, True, True, None, False))
+
+    run(main())
+
+
 def test_resync_table_closes_client_and_udp_sockets_that_nobody_opened():
     # A client whose SCON timed out before its [CONNECT 2], taken by the server as a
     # browser, and a UDP socket of an earlier run: both were adopted, and nobody would

@@ -354,18 +354,30 @@ class Engine:
         finally:
             self._touched = None
         part = ""  # a row an event split: the module prints one in pieces (reference 5.5)
+        whole = True  # no row was left in pieces: which ids the list names is known
         for line in lines:
-            text = part + line.decode()
-            row = text.split("/")  # sid/TSN/ip:port/local/datamode
-            if len(row) == 5 and row[0].isdigit() and row[3].isdigit() and row[4].isdigit():
-                listed[int(row[0])] = (row[1], row[2].endswith(":0"), int(row[3]))
-                part = ""
-            elif part or text[:1].isdigit():
-                part = text  # its rest is the next line: events are not in ``lines``
+            line = line.decode()
+            # A row alone, or the rest of ``part`` (events are not in ``lines``): never
+            # both, as an id is one digit.
+            for alone in (False, True):
+                row = (line if alone else part + line).split("/")  # sid/TSN/ip:port/local/datamode
+                if len(row) == 5 and len(row[0]) == 1 and row[0].isdigit() and row[3].isdigit() and row[4].isdigit():
+                    listed[int(row[0])] = (row[1], row[2].endswith(":0"), int(row[3]))
+                    if alone and part:
+                        whole = False  # ``part`` began a row whose rest was lost
+                    part = ""
+                    break
+            else:
+                text = part + line
+                if text.split("/")[0].isdigit():
+                    part = text  # it may begin a row: an id and then '/'
+                else:
+                    whole = whole and not part
+                    part = ""  # not a row (a late answer such as an FDNS address)
         for sid, sock in enumerate(self.table):
             # Not listed: gone, unless a row is left in pieces (it may be this one's) or
             # the id changed since.
-            if sock is not None and not part and sid not in listed and sid not in touched and sid + 8 not in touched:
+            if sock is not None and whole and not part and sid not in listed and sid not in touched and sid + 8 not in touched:
                 self._end_socket(sock, ECONNRESET)
         orphans = []
         for sid, (kind, no_peer, local_port) in listed.items():
