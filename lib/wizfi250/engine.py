@@ -91,7 +91,7 @@ class Engine:
         self._resync = False
         # A prompt came after its SSEND had timed out: until this deadline (or the final
         # line that ends it), the module takes every byte as that SSEND's payload.
-        self._absorbing = None  # type: int | None
+        self._absorbing = None  # the deadline, in ticks_ms
         self._frames_at = 0  # frames received when the command on the wire was sent
         self._touched = None  # during resync_table: the ids whose state changed meanwhile
         self._echo_off = False  # init turned echo off: an echo now means the module restarted

@@ -1,0 +1,84 @@
+"""An SSEND whose prompt comes after the driver gave up on it, against the emulator's module.
+
+The module reads every byte after an accepted SSEND as its payload, however late the
+prompt: the driver's resync ``AT`` then reached the peer (``AT\\rAT`` in a datagram).
+The module model runs in this process on a clock of its own, so the module's payload
+deadline (len + 10 s, reference 4.5) is real time here. CPython only: about 13 s.
+"""
+
+import asyncio
+import time
+
+from check import eq
+from emulator.core import Module
+from wizfi250.engine import Engine
+from wizfi250.sockets import UDP
+
+
+class Net:
+    """The module's network: records what it sends."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.calls.append((name,) + args)
+
+
+class ModuleUART:
+    """The engine's transport, straight into the module model, its clock the wall clock."""
+
+    def __init__(self, module):
+        self.module = module
+        self.t0 = time.monotonic()
+
+    def _tick(self):
+        self.module.tick(time.monotonic() - self.t0)
+
+    async def readinto(self, buf):
+        out = self.module.out
+        while True:
+            self._tick()
+            if out:
+                n = min(len(buf), len(out))
+                buf[:n] = out[:n]
+                del out[:n]
+                return n
+            await asyncio.sleep(0.005)
+
+    async def write(self, data):
+        self._tick()
+        self.module.feed(bytes(data))
+
+
+def test_a_late_prompt_sends_the_peer_nothing_but_what_was_sent():
+    async def main():
+        net = Net()
+        module = Module(net)
+        module.out.clear()  # its boot banner: the driver starts after it
+        engine = Engine(ModuleUART(module), stall_ms=0)  # the prompt is awaited 2 s
+        engine.start()
+        await engine.init()
+        await engine.command(b"AT+WJOIN", 5000)
+        sock = await engine.open_socket(UDP, "10.0.0.2", 7000)
+        await engine.ssend(sock, b"first")
+        module.busy_for(2.5)  # still on another command when the prompt's wait ends
+        try:
+            await engine.ssend(sock, b"lost!")
+        except OSError as e:
+            eq(e.args[0], 110)
+        else:
+            raise AssertionError("the SSEND did not time out")
+        failed = []
+        while True:  # the resync's AT goes out before the prompt comes: it is payload now
+            try:
+                info = await engine.command(b"AT+MINFO", 3000)
+                break
+            except OSError as e:
+                failed.append(e.args[0])
+        await engine.ssend(sock, b"after")
+        engine.stop()
+        sent = [call[2] for call in net.calls if call[0] == "send"]
+        eq((sent, failed, info[0]), ([b"first", b"after"], [5], b"FW version/HW version"))
+
+    asyncio.run(main())
