@@ -41,6 +41,30 @@ def test_scan_rows_with_the_extra_field_and_a_slash_in_the_ssid():
     eq(parse_scan_row("002/a/b/00:11:22:33:44:66/-70/54/Open/2.4/11")["ssid"], "a/b")  # WizFi310: 8 fields
 
 
+def test_scan_and_status_take_an_ssid_that_is_not_utf8():
+    # Any 32 bytes make an SSID: a neighbour's in Latin-1 failed every scan (UnicodeError).
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        module.replies[b"AT+WSCAN"] = (
+            b"Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel\r\n"
+            b"001/Caf\xe9/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6\r\n"
+            b"002/Z\xc3\xbcrich/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n[OK]\r\n"
+        )
+        module.replies[b"AT+WSTAT"] = (
+            b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\n"
+            b"STA/Caf\xe9/192.168.1.23/192.168.1.1/00:08:DC:11:22:33/31/45\r\n[OK]\r\n"
+        )
+        wifi = WiFi(engine)
+        found = await wifi.scan()
+        status = await wifi.status()
+        engine.stop()
+        eq([(n["ssid"], n["channel"]) for n in found], [("Caf\xe9", 6), ("Z\xfcrich", 11)])
+        eq((status["ssid"], status["ip"]), ("Caf\xe9", "192.168.1.23"))
+
+    run(main())
+
+
 def test_join_then_status():
     async def main():
         module = ok_module()

@@ -40,7 +40,7 @@ class WiFi:
     async def status(self):
         """WSTAT as a dict: mode ('station', 'ap' or 'down'), ssid, ip, gateway, mac, rssi (dBm)."""
         for line in await self.engine.command(b"AT+WSTAT"):
-            fields = line.decode().split("/")
+            fields = _text(line).split("/")
             if len(fields) >= 7 and fields[0] in ("STA", "AP", "Down"):
                 rssi = fields[6].strip()
                 return {
@@ -54,10 +54,20 @@ class WiFi:
         """Networks in range: a list of dicts (ssid, bssid, rssi, security, channel)."""
         found = []
         for line in await self.engine.command(b"AT+WSCAN", 15000):
-            row = parse_scan_row(line.decode())
+            row = parse_scan_row(_text(line))
             if row is not None:
                 found.append(row)
         return found
+
+
+def _text(line):
+    """A line as text: UTF-8, or else byte for byte (Latin-1). An SSID is any 32 bytes, and
+    networks in range name themselves in Latin-1 or GBK too; MicroPython's ``decode`` has no
+    ``errors=`` to fall back on, so one such network made every scan fail."""
+    try:
+        return line.decode()
+    except UnicodeError:
+        return "".join(map(chr, line))
 
 
 def parse_scan_row(text):
