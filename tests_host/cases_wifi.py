@@ -65,6 +65,54 @@ def test_scan_and_status_take_an_ssid_that_is_not_utf8():
     run(main())
 
 
+_SCAN_HEAD = b"Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel\r\n"
+
+
+def test_a_scan_takes_line_ends_in_an_ssid_as_its_text_not_as_the_modules_word():
+    # Networks in range named "\r\n[Reset Event]\r\n" and "\r\n[OK]\r\n": the module prints
+    # each SSID as it came over the air. Read as lines, the first ended every socket and
+    # had the module set up again, the second ended the scan and later a command of its own.
+    async def main():
+        module = ok_module()
+        engine, events = engine_with(module)
+        sock = engine._new_socket(0, TCP)
+        module.replies[b"AT+WSCAN"] = (
+            _SCAN_HEAD
+            + b"001/\r\n[Reset Event]\r\n/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6\r\n"
+            + b"002/x\r\n[OK]\r\n/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
+            + b"003/MyAP/00:11:22:33:44:77/-50/54/Infra/Open/2.4/1\r\n[OK]\r\n"
+        )
+        module.replies[b"AT+SMGMT=?"] = b"Number of Sockets : 1 (SCID/Mode/Remote/Local/DataMode)\r\n0/TCN/10.0.0.2:80/30412/0\r\n[OK]\r\n"
+        module.replies[b"AT+MINFO"] = b"FW version/HW version\r\n1.0.5.2/WizFi250 Rev 1.0\r\n[OK]\r\n"
+        found = await WiFi(engine).scan()
+        info = await engine.command(b"AT+MINFO")
+        engine.stop()
+        eq([n["ssid"] for n in found], ["\n[Reset Event]\n", "x\n[OK]\n", "MyAP"])
+        eq((sock.open, engine.restarting, events, engine.counters["stray"]), (True, False, [], 0))
+        eq((module.commands[-2:], len(info)), ([b"AT+SMGMT=?", b"AT+MINFO"], 2))
+
+    run(main())
+
+
+def test_a_real_event_inside_an_ssid_is_found_again_by_the_check_after_the_scan():
+    # An event printed while an SSID is, within its reach, cannot be told from its text:
+    # it is taken as text, and the socket table is checked against the module's own list.
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        kept, gone = engine._new_socket(0, TCP), engine._new_socket(2, TCP)
+        module.replies[b"AT+WSCAN"] = (
+            _SCAN_HEAD + b"001/My\r\n[DISCONNECT 2]\r\nAP/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n[OK]\r\n"
+        )
+        module.replies[b"AT+SMGMT=?"] = b"Number of Sockets : 1 (SCID/Mode/Remote/Local/DataMode)\r\n0/TCN/10.0.0.2:80/30412/0\r\n[OK]\r\n"
+        found = await WiFi(engine).scan()
+        engine.stop()
+        eq(([n["channel"] for n in found], engine.counters["air"]), ([6], 1))
+        eq((kept.open, gone.open, engine.table[2]), (True, False, None))
+
+    run(main())
+
+
 def test_join_then_status():
     async def main():
         module = ok_module()

@@ -57,6 +57,7 @@ class _Transaction:
         self.closing = -1  # SMGMT: the sid whose [DISCONNECT n] belongs to this command
         self.listened = False  # a [LISTEN n] came while this command was open
         self.error = None  # OSError to raise in the waiter (module reset)
+        self.whole = None  # a listing of what came over the air (WSCAN): tells a whole row (see _air)
 
 
 class Engine:
@@ -75,9 +76,10 @@ class Engine:
         self.counters = {
             "commands": 0, "timeouts": 0, "frames": 0, "rx_bytes": 0, "tx_bytes": 0,
             "ssend": 0, "send_errors": 0, "stray": 0, "resets": 0, "overflow": 0,
-            "discarded": 0, "adopted": 0, "no_memory_reads": 0, "udp_dropped": 0,
+            "discarded": 0, "adopted": 0, "no_memory_reads": 0, "udp_dropped": 0, "air": 0,
         }  # fmt: skip
         self.tx = None
+        self._row = None  # a row of the listing in flight whose SSID may go on (see _air)
         self.pending = []
         self._lock = asyncio.Lock()
         # Where ssend_from copies each chunk. A firmware (``rings``) makes it now: made at
@@ -250,10 +252,14 @@ class Engine:
                 if e.args[0] == ECONNABORTED:
                     raise
 
-    async def command(self, cmd, timeout_ms=5000):
-        """Run one AT command; return its information lines; raise OSError on error."""
+    async def command(self, cmd, timeout_ms=5000, whole=None):
+        """Run one AT command; return its information lines; raise OSError on error.
+
+        ``whole(line)`` is for a command that lists what came over the air (WSCAN):
+        True for a whole row. A row cut short by a line end goes on (see ``_air``)."""
         async with self._lock:
             tx = _Transaction(cmd)
+            tx.whole = whole
             await self._run(tx, timeout_ms)
             return tx.lines
 
@@ -524,6 +530,7 @@ class Engine:
                 raise OSError(_errno(tx), tx.text.decode())
         finally:
             self.tx = None
+            self._row = None
             self._flush()
 
     async def _settle(self):
@@ -573,6 +580,8 @@ class Engine:
 
     def line(self, kind, arg, text):
         tx = self.tx
+        if tx is not None and tx.whole is not None and self._air(tx, kind, text):
+            return
         if kind == P.INFO:
             if tx is None:
                 return
@@ -592,6 +601,9 @@ class Engine:
             # answer to an earlier command that timed out. Taken as the SSEND's, the send
             # would "succeed" unsent, and the module would read the next command as payload.
             if tx is not None and tx.final < 0 and not (kind == P.OK and tx.prompt is not None and tx.prompt is not True):
+                if self._row is not None:
+                    tx.lines.append(self._row)  # a row cut short for good: whoever lists it says so
+                    self._row = None
                 tx.final = kind
                 tx.text = text
                 self._moved.set()
@@ -606,7 +618,19 @@ class Engine:
                 tx.prompt = True
                 self._moved.set()
             else:
-                self._late_prompt(tx, arg[1])
+                # An SSEND that timed out before its prompt was accepted after all: the module
+                # now reads ``len`` bytes of payload, or waits for them for len + 10 s
+                # (reference 4.5). What was written since went to it as payload, so the
+                # command on the wire gets no answer of its own; and nothing more is written
+                # until that SSEND ends (its final line, or that deadline): the next command
+                # would reach the peer.
+                self.counters["stray"] += 1
+                self._absorbing = ticks_add(ticks_ms(), arg[1] + 11000)
+                self._resync = True
+                if tx is not None:
+                    self.tx = None  # the late SSEND's final line is not its
+                    tx.error = OSError(EIO, "taken as the payload of a late SSEND")
+                    self._moved.set()
             return
         if kind in _SOCKET_EVENTS:
             self._socket_event(kind, arg)
@@ -617,19 +641,34 @@ class Engine:
         else:  # an unknown bracketed line or [TCP Send Error] outside an SSEND
             self._deliver(kind, text)
 
-    def _late_prompt(self, tx, n):
-        """An SSEND that timed out before its prompt was accepted after all: the module
-        now reads ``n`` bytes of payload, or waits for them for n + 10 s (reference 4.5).
-        Whatever was written since went to it as payload, so the command on the wire gets
-        no answer of its own; and nothing more is written until that SSEND ends (its final
-        line, or the module's deadline): the next command would reach the peer."""
-        self.counters["stray"] += 1
-        self._absorbing = ticks_add(ticks_ms(), n + 11000)
-        self._resync = True
-        if tx is not None:
-            self.tx = None  # the late SSEND's final line is not its
-            tx.error = OSError(EIO, "taken as the payload of a late SSEND")
-            self._moved.set()
+    def _air(self, tx, kind, text):
+        """True if ``text`` is SSID text: a scan prints each SSID as it came over the air,
+        line ends and all, and a network may name itself "\r\n[Reset Event]\r\n" or
+        "\r\n[OK]\r\n" (any 32 bytes). So a row of ``tx`` that a line end cut short takes
+        the lines after it, whatever they look like, until it is whole or the line ends are
+        past where its SSID could reach (32 bytes after its index; a line end counts one,
+        as a lone LF would). A real event in that reach is taken too, and counted in
+        ``air``: ``WiFi.scan`` then has the socket table checked."""
+        row = self._row
+        if row is not None:
+            self._row = None
+            if len(row) - row.find(b"/") <= 32:  # its SSID so far, and this line end, fit
+                row += b"\n" + text
+                if kind != P.INFO:
+                    self.counters["air"] += 1
+                if tx.whole(row):
+                    tx.lines.append(row)
+                else:
+                    self._row = row
+                return True
+            tx.lines.append(row)  # the SSID ended before this line end: not its
+        if kind != P.INFO or tx.whole(text):
+            return False
+        i = text.find(b"/")
+        if i <= 0 or not text[:i].isdigit():
+            return False  # not a row: the header, say
+        self._row = text
+        return True
 
     def frame(self, sid, length):
         counters = self.counters

@@ -52,11 +52,17 @@ class WiFi:
 
     async def scan(self):
         """Networks in range: a list of dicts (ssid, bssid, rssi, security, channel)."""
+        engine = self.engine
+        air = engine.counters["air"]
         found = []
-        for line in await self.engine.command(b"AT+WSCAN", 15000):
+        for line in await engine.command(b"AT+WSCAN", 15000, lambda line: parse_scan_row(_text(line)) is not None):
             row = parse_scan_row(_text(line))
             if row is not None:
                 found.append(row)
+        if engine.counters["air"] != air:
+            # An event, or what looked like one, was taken as an SSID's text: if it was
+            # a real one (a client came or went), the module's list says so.
+            await engine.resync_table()
         return found
 
 

@@ -92,6 +92,9 @@ class Module:
         self.net = net
         self.ap = ap  # the one network this world contains: (ssid, key); key "" = open
         self.ap_present = True
+        # Other networks a scan lists: (ssid, bssid, rssi, rate, security, channel), as printed.
+        # An SSID is any 32 bytes, and the module prints it as it came (line ends and all).
+        self.neighbours = [(b"Neighbour", b"00:11:22:33:44:66", b"-80", b"54", b"Open", b"11")]
         self.rng = random.Random(seed)
         self.chaos = Chaos()
         self.out = bytearray()
@@ -657,7 +660,7 @@ class Module:
         if self.ap_present:
             sec = b"WPA2-Mixed" if self.ap[1] else b"Open"
             rows.append((self.ap[0].encode("latin-1"), b"00:11:22:33:44:55", b"-45", b"72.2", sec, b"6"))
-        rows.append((b"Neighbour", b"00:11:22:33:44:66", b"-80", b"54", b"Open", b"11"))
+        rows += self.neighbours
         self.print_line(b"Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel", 1)
         n = 0
         for ssid, bssid, rssi, rate, sec, ch in rows:

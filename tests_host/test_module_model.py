@@ -1,9 +1,8 @@
-"""An SSEND whose prompt comes after the driver gave up on it, against the emulator's module.
+"""The engine against the emulator's module model, in this process: what the model prints
+is what the protocol reference says the firmware prints, byte for byte.
 
-The module reads every byte after an accepted SSEND as its payload, however late the
-prompt: the driver's resync ``AT`` then reached the peer (``AT\\rAT`` in a datagram).
-The module model runs in this process on a clock of its own, so the module's payload
-deadline (len + 10 s, reference 4.5) is real time here. CPython only: about 13 s.
+The model runs on a clock of its own, the wall clock here, so its deadlines are real
+time (a late SSEND prompt's test takes about 13 s). CPython only.
 """
 
 import asyncio
@@ -13,6 +12,7 @@ from check import eq
 from emulator.core import Module
 from wizfi250.engine import Engine
 from wizfi250.sockets import UDP
+from wizfi250.wifi import WiFi
 
 
 class Net:
@@ -52,6 +52,8 @@ class ModuleUART:
 
 
 def test_a_late_prompt_sends_the_peer_nothing_but_what_was_sent():
+    # The module reads every byte after an accepted SSEND as its payload, however late the
+    # prompt: the driver's resync AT then reached the peer (AT\rAT in a datagram).
     async def main():
         net = Net()
         module = Module(net)
@@ -80,5 +82,30 @@ def test_a_late_prompt_sends_the_peer_nothing_but_what_was_sent():
         engine.stop()
         sent = [call[2] for call in net.calls if call[0] == "send"]
         eq((sent, failed, info[0]), ([b"first", b"after"], [5], b"FW version/HW version"))
+
+    asyncio.run(main())
+
+
+def test_networks_named_like_the_modules_lines_are_listed_and_change_nothing():
+    # A scan prints each SSID as it came over the air: a neighbour named "\r\n[Reset Event]\r\n"
+    # ended every socket; one named "\r\n[OK]\r\n" ended the scan early.
+    async def main():
+        module = Module(Net())
+        module.out.clear()
+        module.neighbours = [
+            (b"\r\n[Reset Event]\r\n", b"00:11:22:33:44:66", b"-80", b"54", b"Open", b"11"),
+            (b"\r\n[DISCONNECT 0]\r\n[OK]\r\n", b"00:11:22:33:44:77", b"-70", b"54", b"Open", b"1"),
+            (b"Caf\xe9", b"00:11:22:33:44:88", b"-60", b"54", b"Open", b"3"),
+        ]
+        engine = Engine(ModuleUART(module))
+        engine.start()
+        await engine.init()
+        await engine.command(b"AT+WJOIN", 5000)
+        sock = await engine.open_socket(UDP, "10.0.0.2", 7000)
+        found = await WiFi(engine).scan()
+        await engine.ssend(sock, b"still here")
+        engine.stop()
+        eq([n["ssid"] for n in found], ["WizFiAP", "\n[Reset Event]\n", "\n[DISCONNECT 0]\n[OK]\n", "Caf\xe9"])
+        eq((sock.open, engine.restarting, engine.counters["resets"]), (True, False, 0))
 
     asyncio.run(main())
