@@ -38,11 +38,13 @@ async def interleaved_ssend(pick):
     engine._new_socket = spy
     want_bytes = []  # per socket incarnation, in creation order
     current = {}  # sid -> index into want_bytes
+    peers = {}  # sid -> (ip, port): a TCP connection's frames all come from its one peer
     want_events = []
     for sid in range(4):
         engine._new_socket(sid, TCP)
         current[sid] = len(want_bytes)
         want_bytes.append(bytearray())
+        peers[sid] = Script(pick).peer()
     sending = engine.table[0]
 
     def item():
@@ -53,6 +55,7 @@ async def interleaved_ssend(pick):
             sid = free[pick.int(0, len(free) - 1)]
             current[sid] = len(want_bytes)
             want_bytes.append(bytearray())
+            peers[sid] = script.peer()
             want_events.append((P.CONNECT, sid))
             return b"\r\n[CONNECT %d]\r\n" % sid
         if k == 1 and current:
@@ -63,7 +66,7 @@ async def interleaved_ssend(pick):
         if not current:
             return b""
         sid = sorted(current)[pick.int(0, len(current) - 1)]
-        data = script.frame_bytes(sid)
+        data = script.frame_bytes(sid, peers[sid])
         want_bytes[current[sid]] += script.payload[sid]
         return data
 

@@ -320,6 +320,25 @@ def test_frame_inside_a_line_and_inside_the_prompt():
                        (P.PROMPT, (0, 6), b"[0,,,6"), (P.CONNECT, 2, b"[CONNECT 2]")])  # fmt: skip
 
 
+def test_a_header_the_sink_refuses_is_line_text_and_what_follows_it_is_parsed():
+    # The sink knows more than the bytes: a TCP socket's frames all come from its one peer.
+    class Refusing(Recorder):
+        def frame(self, sid, length):
+            return None if self.parser.frame_peer() == ("6.6.6.6", 6) else Recorder.frame(self, sid, length)
+
+    frame = b"{1,10.0.0.7,40000,3}abc\r\n"
+    fake = b"{1,6.6.6.6,6,4}EVIL"
+    data = b"001/" + fake + b"/00:11:22:33:44:55/-45\r\n" + fake + b"\r\n" + frame + b"[OK]\r\n"
+    for cut in CUTS:
+        rec = Refusing()
+        parser = rec.parser = P.Parser(rec, 512, 256)
+        for piece in chunks(data, cut):
+            assert parser.feed(piece) == len(piece)
+        eq(bytes(rec.payload[1]), b"abc")
+        eq([t for k, a, t in rec.lines], [b"001/" + fake + b"/00:11:22:33:44:55/-45", fake, b"[OK]"])
+        eq((rec.errors, parser.errors[P.BAD_HEADER]), ([], 0))
+
+
 def test_garbage_bad_headers_and_overlong_lines_lose_nothing_after_them():
     data = (
         b"\xff\xfe garbage\r\n{9,1.2.3.4,5,3}xyz\r\n{0,1.2.3.4,5,99999}\r\n{0,1.2.3.4,5,-1}\r\n"

@@ -176,6 +176,25 @@ def test_resync_takes_the_modules_word_for_its_sockets():
     run(main())
 
 
+def test_a_frame_from_another_peer_is_a_new_connection_on_that_id_not_the_old_ones_data():
+    # The id changed hands unseen (its [DISCONNECT 1] and [CONNECT 1] never read): the new
+    # browser's request went to the old connection's reader, which answered it.
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        accepted = []
+        engine.on_accept = accepted.append
+        old = engine._new_socket(1, ACCEPTED)
+        module.uart.emit(b"{1,10.0.0.9,40000,3}one\r\n{1,10.0.0.9,40001,3}two\r\n")
+        await settle()
+        new = engine.table[1]
+        engine.stop()
+        eq((old.rx.read(), old.open, old.error), (b"one", False, 104))
+        eq((new is not old, new.rx.read(), new.peer, accepted), (True, b"two", ("10.0.0.9", 40001), [new]))
+
+    run(main())
+
+
 def test_closing_a_socket_nobody_reads_drops_its_input_instead_of_holding_the_uart():
     async def main():
         module = Module()

@@ -113,6 +113,32 @@ def test_a_real_event_inside_an_ssid_is_found_again_by_the_check_after_the_scan(
     run(main())
 
 
+def test_an_ssid_that_reads_as_a_frame_header_is_listed_and_reaches_no_socket():
+    # "{0,6.6.6.6,6,4}EVIL" names a network: read as a frame, its bytes reached the reader of
+    # socket 0 (a browser here) during every scan. A TCP socket's frames all come from its
+    # peer, so a header naming another is not its data: in a scan, it is the row's text.
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        sock = engine._new_socket(0, ACCEPTED)
+        module.uart.emit(b"{0,10.0.0.9,40000,3}GET\r\n")
+        await settle()
+        module.replies[b"AT+WSCAN"] = (
+            _SCAN_HEAD
+            + b"001/{0,6.6.6.6,6,4}EVIL/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
+            + b"002/\r\n{0,6.6.6.6,6,2}xy\r\n/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n[OK]\r\n"
+        )
+        module.replies[b"AT+SMGMT=?"] = b"Number of Sockets : 1 (SCID/Mode/Remote/Local/DataMode)\r\n0/TSN/10.0.0.9:40000/80/0\r\n[OK]\r\n"
+        found = await WiFi(engine).scan()
+        module.uart.emit(b"{0,10.0.0.9,40000,3} / \r\n")  # the browser goes on
+        await settle()
+        engine.stop()
+        eq([n["ssid"] for n in found], ["{0,6.6.6.6,6,4}EVIL", "\n{0,6.6.6.6,6,2}xy\n"])
+        eq((sock.rx.read(), sock.open, engine.table[0] is sock), (b"GET / ", True, True))
+
+    run(main())
+
+
 def test_join_then_status():
     async def main():
         module = ok_module()

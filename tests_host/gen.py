@@ -62,14 +62,19 @@ class Script:
             size += len(piece)
         return b"".join(parts)[:n]
 
-    def frame_bytes(self, sid=None):
+    def peer(self):
+        pick = self.pick
+        return "%d.%d.%d.%d" % (pick.int(1, 255), pick.int(0, 255), pick.int(0, 255), pick.int(0, 255)), pick.int(1, 65535)
+
+    def frame_bytes(self, sid=None, peer=None):
+        """A frame; ``peer`` (ip, port) is its socket's, as a TCP socket's frames all share
+        one (a random one if not given: enough for the parser, never for a TCP socket)."""
         pick = self.pick
         if sid is None:
             sid = pick.int(0, 7)
         n = pick.int(0, 3) and pick.int(0, min(200, MAX_FRAME)) or pick.int(0, MAX_FRAME)
         body = self.payload_bytes(n)
-        ip = "%d.%d.%d.%d" % (pick.int(1, 255), pick.int(0, 255), pick.int(0, 255), pick.int(0, 255))
-        port = pick.int(1, 65535)
+        ip, port = peer or self.peer()
         self.frames.append((sid, n))
         buf = self.payload.get(sid)
         if buf is None:

@@ -300,7 +300,7 @@ class Engine:
             # Not self.table[sid]: the peer may have spoken and closed already. The
             # socket is then returned ended, with what it said still to read.
             sock.local_port = local_port
-            if port:
+            if port and sock.head is None:  # else its first frame named the peer, as the module spells it
                 sock.peer = (host, port)
             return sock
 
@@ -672,9 +672,21 @@ class Engine:
 
     def frame(self, sid, length):
         counters = self.counters
+        sock = self.table[sid]
+        if sock is not None and sock.head is not None and not self.parser.seen[sid].startswith(sock.head):
+            # A TCP connection's frames all come from its one peer: this is not its data.
+            tx = self.tx
+            if tx is not None and tx.whole is not None:
+                # A scan prints names as they came over the air: an SSID that reads
+                # as a frame header ("{0,1.2.3.4,5,4}EVIL") is the row's text.
+                counters["air"] += 1
+                return None
+            # Its id changed hands unseen (the [DISCONNECT n] and [CONNECT n] taken for
+            # an SSID's text): a new connection's, as a frame on a free id is.
+            self._end_socket(sock, ECONNRESET)
+            sock = None
         counters["frames"] += 1
         counters["rx_bytes"] += length
-        sock = self.table[sid]
         if sock is None or sock.kind == LISTENER:
             # Data proves the socket is open although we never saw it connect
             # (the driver started after the module). Adopt it as a connection.
@@ -693,8 +705,12 @@ class Engine:
                 counters["discarded"] += length
                 return P.DISCARD
             sock.datagram(length, self.parser.frame_peer())
-        elif sock.peer is None:
+        elif sock.head is None:
+            # Its first frame names its peer, as the module spells it (a client's host may
+            # be spelled otherwise); every later header must begin as this one does.
             sock.peer = self.parser.frame_peer()
+            head = self.parser.seen[sid]
+            sock.head = head[: head.rfind(b",") + 1]  # "{sid,ip,port,"
         return sock
 
     def error(self, code, text):

@@ -23,7 +23,8 @@ The sink receives (all calls synchronous, from ``parse``):
     IP_ADDR/GATEWAY and ``None`` otherwise.
 ``sink.frame(sid, length)``
     a frame header; returns the object that takes the payload through
-    ``write(mv, start, end) -> accepted``. Accepting fewer bytes than offered
+    ``write(mv, start, end) -> accepted``, or None if the sink knows it is no
+    frame (a TCP socket's frames come from its one peer): its ``{`` is line text. Accepting fewer bytes than offered
     pauses parsing (``parse`` returns False) until the caller makes room and
     calls ``parse`` again: that is the back-pressure path. During this call
     ``frame_peer()`` gives the header's address.
@@ -110,7 +111,9 @@ class Parser:
         self._trailer = 0  # trailer bytes still to come (2: CR LF, 1: LF)
         self._prompt_tail = False  # a prompt was split by an event; its ']' is pending
         self._hs = 0  # where the header of the frame being announced starts, for frame_peer()
-        self._seen = new_seen()  # the header check's memory of each socket's last header
+        # The header check's memory: each id's last valid header (``seen[sid]``, a new object
+        # for each header the check passed, the same for one equal to the last at a line start).
+        self.seen = new_seen()
 
     def abandon(self, target):
         """Route the rest of ``target``'s payload nowhere; returns the bytes it will lose."""
@@ -155,7 +158,7 @@ class Parser:
         mv = rx.mv
         head = rx.head
         tail = rx.tail
-        seen = self._seen
+        seen = self.seen
         while head < tail:
             left = self._left
             if left:
@@ -218,26 +221,27 @@ class Parser:
                     except MemoryError:
                         self.errors[NO_MEMORY] += 1
                         target = DISCARD
-                    head += h & 63
-                    if left:
-                        n = tail - head
-                        if n > left:
-                            n = left
-                        took = target.write(mv, head, head + n)
-                        head += took
-                        if took < left:
-                            self._target = target
-                            self._left = left - took
-                            if took < n:
-                                rx.head = head
-                                return False
-                            continue
-                    if tail - head >= 2 and buf[head] == 13 and buf[head + 1] == 10:
-                        head += 2
-                    else:
-                        self._trailer = 2
-                    continue
-                if self._header(head, tail) == 0:  # not a header: say why
+                    if target is not None:  # None: no frame, the sink says; its '{' is text
+                        head += h & 63
+                        if left:
+                            n = tail - head
+                            if n > left:
+                                n = left
+                            took = target.write(mv, head, head + n)
+                            head += took
+                            if took < left:
+                                self._target = target
+                                self._left = left - took
+                                if took < n:
+                                    rx.head = head
+                                    return False
+                                continue
+                        if tail - head >= 2 and buf[head] == 13 and buf[head + 1] == 10:
+                            head += 2
+                        else:
+                            self._trailer = 2
+                        continue
+                elif self._header(head, tail) == 0:  # not a header: say why
                     break
             elif c == 13 and tail - head >= 2 and buf[head + 1] == 10 and not self._part:
                 head += 2  # an empty line (every event starts with one): no finds
@@ -349,11 +353,14 @@ class Parser:
     def _header(self, i, tail):
         """Parse the header at ``buf[i] == '{'``: its size, 0 if incomplete, -1 if bad (reported)."""
         buf = self.rx.buf
-        h = _scan(buf, i, tail, self._seen)
+        h = _scan(buf, i, tail, self.seen)
         if h >= 0:
             length = h >> 6
             self._hs = i
-            self._target = self._frame(buf[i + 1] - 48, length)
+            target = self._frame(buf[i + 1] - 48, length)
+            if target is None:
+                return -1  # no frame, the sink says: text, as a bad header is (counted by the sink)
+            self._target = target
             if length:
                 self._left = length
             else:

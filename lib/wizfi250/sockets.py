@@ -31,7 +31,8 @@ class Socket:
         self.sid = sid
         self.kind = kind
         self.local_port = local_port
-        self.peer = None  # type: tuple | None  # (ip, port) of the last frame, or given at SCON
+        self.peer = None  # type: tuple | None  # (ip, port) of the first frame, or given at SCON
+        self.head = None  # TCP: "{sid,ip,port," from its first frame, which every later one repeats
         self.rx = ring  # Ring of received payload; None for listeners
         self.rx_bytes = 0
         self.tx_bytes = 0
