@@ -180,6 +180,25 @@ def test_a_prompt_after_its_ssend_timed_out_gets_no_command_as_payload():
     run(main())
 
 
+def test_line_noise_that_is_not_utf8_still_gives_callers_an_oserror_or_their_answer():
+    # A byte of noise made MicroPython's decode raise UnicodeError where callers catch
+    # OSError: the supervisor's probe (resync_table) died of one, and recovery with it.
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module)
+        module.replies[b"AT+MINFO"] = b"[ERROR\xff]\r\n"
+        await fails(engine.command(b"AT+MINFO"), 5)
+        module.replies[b"AT+SMGMT=?"] = (
+            b"Number of Sockets : 1 (SCID/Mode/Remote/Local/DataMode)\r\n\xfe\xff\r\n0/TSN/10.0.0.2:40000/80/0\r\n[OK]\r\n"
+        )
+        gone = engine._new_socket(3, TCP)
+        await engine.resync_table()
+        engine.stop()
+        eq((gone.open, engine.table[0].kind), (False, ACCEPTED))
+
+    run(main())
+
+
 def test_init_with_echo_on_turns_it_off_and_enables_what_the_driver_needs():
     async def main():
         module = Module()

@@ -20,7 +20,7 @@ transaction moves, with the command's own timeout.
 import asyncio
 
 from . import parser as P
-from .compat import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
+from .compat import const, sleep_ms, text, ticks_add, ticks_diff, ticks_ms
 from .ring import Ring
 from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, UDP, Socket
 
@@ -362,7 +362,7 @@ class Engine:
         part = ""  # a row an event split: the module prints one in pieces (reference 5.5)
         whole = True  # no row was left in pieces: which ids the list names is known
         for line in lines:
-            line = line.decode()
+            line = text(line)
             # A row alone, or the rest of ``part`` (events are not in ``lines``): never
             # both, as an id is one digit.
             for alone in (False, True):
@@ -374,9 +374,9 @@ class Engine:
                     part = ""
                     break
             else:
-                text = part + line
-                if text.split("/")[0].isdigit():
-                    part = text  # it may begin a row: an id and then '/'
+                line = part + line
+                if line.split("/")[0].isdigit():
+                    part = line  # it may begin a row: an id and then '/'
                 else:
                     whole = whole and not part
                     part = ""  # not a row (a late answer such as an FDNS address)
@@ -527,7 +527,7 @@ class Engine:
             if tx.final != P.OK:
                 if tx.final == P.SEND_ERROR:
                     self.counters["send_errors"] += 1
-                raise OSError(_errno(tx), tx.text.decode())
+                raise OSError(_errno(tx), text(tx.text))
         finally:
             self.tx = None
             self._row = None

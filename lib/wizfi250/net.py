@@ -9,7 +9,7 @@ server is known by its port, never by an id.
 
 import asyncio
 
-from .compat import ticks_add, ticks_diff, ticks_ms
+from .compat import text, ticks_add, ticks_diff, ticks_ms
 from .engine import ETIMEDOUT
 from .sockets import LISTENER, TCP, UDP
 from .stream import Stream, new_queue
@@ -222,9 +222,9 @@ class Net:
             return host
         lines = await self.engine.command(b"AT+FDNS=%s,%d" % (host.encode(), timeout_ms), timeout_ms + 2000)
         for line in lines:
-            text = line.decode().strip()
-            if _is_ip(text):
-                return text
+            addr = text(line).strip()
+            if _is_ip(addr):
+                return addr
         raise OSError(ETIMEDOUT, "no address for " + host)
 
     async def open_connection(self, host, port):

@@ -5,6 +5,8 @@ module's Link-Up/Link-Down events; these calls issue the commands and parse
 their output (protocol reference 6.1-6.3).
 """
 
+from .compat import text
+
 
 class WiFi:
     def __init__(self, engine):
@@ -40,7 +42,7 @@ class WiFi:
     async def status(self):
         """WSTAT as a dict: mode ('station', 'ap' or 'down'), ssid, ip, gateway, mac, rssi (dBm)."""
         for line in await self.engine.command(b"AT+WSTAT"):
-            fields = _text(line).split("/")
+            fields = text(line).split("/")
             if len(fields) >= 7 and fields[0] in ("STA", "AP", "Down"):
                 rssi = fields[6].strip()
                 return {
@@ -55,8 +57,8 @@ class WiFi:
         engine = self.engine
         air = engine.counters["air"]
         found = []
-        for line in await engine.command(b"AT+WSCAN", 15000, lambda line: parse_scan_row(_text(line)) is not None):
-            row = parse_scan_row(_text(line))
+        for line in await engine.command(b"AT+WSCAN", 15000, lambda line: parse_scan_row(text(line)) is not None):
+            row = parse_scan_row(text(line))
             if row is not None:
                 found.append(row)
         if engine.counters["air"] != air:
@@ -64,16 +66,6 @@ class WiFi:
             # a real one (a client came or went), the module's list says so.
             await engine.resync_table()
         return found
-
-
-def _text(line):
-    """A line as text: UTF-8, or else byte for byte (Latin-1). An SSID is any 32 bytes, and
-    networks in range name themselves in Latin-1 or GBK too; MicroPython's ``decode`` has no
-    ``errors=`` to fall back on, so one such network made every scan fail."""
-    try:
-        return line.decode()
-    except UnicodeError:
-        return "".join(map(chr, line))
 
 
 def parse_scan_row(text):
