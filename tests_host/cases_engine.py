@@ -9,6 +9,7 @@ import asyncio
 
 from fakeuart import FakeUART, Module, engine_with, eq, fails, run, settle
 from wizfi250 import parser as P
+from wizfi250.compat import ticks_diff, ticks_ms
 from wizfi250.sockets import ACCEPTED, ECONNRESET, LISTENER, TCP, UDP
 
 CUTS = (lambda n: 1, lambda n: 2, lambda n: 3, lambda n: 7, lambda n: n)
@@ -349,7 +350,7 @@ def test_a_frame_still_coming_is_not_cut_however_long_it_takes():
     run(main())
 
 
-def test_a_frame_held_by_a_full_ring_or_begun_during_the_command_is_not_cut():
+def test_a_frame_held_by_a_full_ring_or_begun_during_the_command_is_not_cut_at_once():
     async def main():
         module = Module()
         engine, events = engine_with(module, socket_rx=256)
@@ -370,6 +371,31 @@ def test_a_frame_held_by_a_full_ring_or_begun_during_the_command_is_not_cut():
         await fails(engine.command(b"AT+WSTATUS", timeout_ms=50), 110)
         eq((engine.parser.errors[P.CUT_FRAME], engine.restarting, events), (0, False, []))
         engine.stop()
+
+    run(main())
+
+
+def test_a_frame_cut_while_a_command_waits_is_seen_before_its_timeout():
+    # The module restarted mid-frame during an SSEND's wait for its prompt (7 s): the cut
+    # was seen only at the next command's timeout, and the site served again after 9.5 s
+    # (115200 baud). The wait now looks every half second; a frame begun during the
+    # command counts as cut after 2 s of silence.
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        engine._new_socket(0, TCP)
+
+        def restart_mid_frame(cmd):
+            module.uart.emit(b"{0,10.0.0.2,80,1400}" + b"x" * 300 + b"\r\nWizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n")
+            return b""
+
+        module.replies[b"AT+WSTATUS"] = restart_mid_frame
+        start = ticks_ms()
+        await fails(engine.command(b"AT+WSTATUS", timeout_ms=10000), 104)
+        waited = ticks_diff(ticks_ms(), start)
+        engine.stop()
+        eq((engine.parser.errors[P.CUT_FRAME], engine.restarting, events), (1, True, [(P.RESET, b"frame cut short")]))
+        assert 2000 <= waited < 10000, waited  # after the 2 s of silence, not at the 10 s timeout
 
     run(main())
 

@@ -28,6 +28,7 @@ SSEND_MAX = 1400  # payload per SSEND: what the module reads in one piece (refer
 # Private consts, folded into the code: a public name is one more qstr (see README, the qstr cliff).
 _QUIET_MS = const(100)  # after a restart or a resync, stale answers pass for this long
 _CUT_QUIET_MS = const(500)  # a frame whose bytes stopped this long ago was cut (see _cut_frame)
+_CUT_LATE_MS = const(2000)  # ... or this long, for one begun after the command on the wire
 _BANNER_MS = const(3000)  # after AT+MRESET's [OK], wait this long for the banner before asking (reference 2.4)
 _RESTART_MS = const(20000)  # ... and this long in all for the module to answer again
 
@@ -572,9 +573,11 @@ class Engine:
                 raise OSError(ETIMEDOUT, tx.cmd.decode())
             self._moved.clear()
             try:
-                await asyncio.wait_for(self._moved.wait(), left / 1000)
+                # Awake every half second: a frame the module stopped sending (it restarted
+                # mid-frame) holds back its banner and every answer, this command's too.
+                await asyncio.wait_for(self._moved.wait(), min(left, _CUT_QUIET_MS) / 1000)
             except asyncio.TimeoutError:
-                pass
+                await self._cut_frame()  # if it was cut, the module restarted: tx.error is set
 
     # --- parser sink --------------------------------------------------------
 
@@ -783,22 +786,27 @@ class Engine:
         self._deliver(kind, arg)
 
     async def _cut_frame(self):
-        """At a command timeout: end a frame the module stopped sending; True if there was one.
+        """While a command waits: end a frame the module stopped sending; True if there was one.
 
         A module that restarts mid-frame never sends the rest of it, and the
         parser would take its banner and every answer after it as payload, up
         to the header's length: every command would time out until then. A
         frame still short of bytes, with none waiting in the UART ring (so not
-        held by a full socket ring), that began before the command that timed
-        out, with the UART silent for ``_CUT_QUIET_MS``, was cut: a frame on the
-        wire is never silent that long (at 9600 baud a byte takes 1 ms), however
-        long it takes in all. What came after the cut may have been a banner,
-        so the module is taken as restarted, and the supervisor sets it up again.
+        held by a full socket ring), with the UART silent for ``_CUT_QUIET_MS``,
+        was cut: a frame on the wire is never silent that long (at 9600 baud a
+        byte takes 1 ms), however long it takes in all. For a frame begun after
+        the command went out, the silence must last ``_CUT_LATE_MS``: a margin
+        for what this driver cannot see of the module's own pauses, at the cost
+        of 1.5 s more to notice such a restart (before, it waited for the next
+        command's timeout: 9.5 s at 115200). What came after the cut may have
+        been a banner, so the module is taken as restarted, and the supervisor
+        sets it up again.
         """
-        if self.counters["frames"] != self._frames_at:
+        quiet = _CUT_QUIET_MS if self.counters["frames"] == self._frames_at else _CUT_LATE_MS
+        if ticks_diff(ticks_ms(), self.last_rx) < quiet:
             return False
         await sleep_ms(20)  # the reader takes what the UART holds first
-        if ticks_diff(ticks_ms(), self.last_rx) < _CUT_QUIET_MS or not self.parser.cut():
+        if ticks_diff(ticks_ms(), self.last_rx) < quiet or not self.parser.cut():
             return False
         self._module_reset(P.RESET, b"frame cut short")
         return True
