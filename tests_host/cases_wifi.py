@@ -41,8 +41,9 @@ def test_scan_rows_with_the_extra_field_and_a_slash_in_the_ssid():
     eq(parse_scan_row("002/a/b/00:11:22:33:44:66/-70/54/Open/2.4/11")["ssid"], "a/b")  # WizFi310: 8 fields
 
 
-def test_scan_and_status_take_an_ssid_that_is_not_utf8():
-    # Any 32 bytes make an SSID: a neighbour's in Latin-1 failed every scan (UnicodeError).
+def test_scan_and_status_take_an_ssid_that_is_not_utf8_or_holds_a_slash():
+    # Any 32 bytes make an SSID: a neighbour's in Latin-1 failed every scan (UnicodeError),
+    # and a '/' in the joined network's shifted every field of the status after it.
     async def main():
         module = ok_module()
         engine, _ = engine_with(module)
@@ -53,14 +54,14 @@ def test_scan_and_status_take_an_ssid_that_is_not_utf8():
         )
         module.replies[b"AT+WSTAT"] = (
             b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\n"
-            b"STA/Caf\xe9/192.168.1.23/192.168.1.1/00:08:DC:11:22:33/31/45\r\n[OK]\r\n"
+            b"STA/Caf\xe9/Home/192.168.1.23/192.168.1.1/00:08:DC:11:22:33/31/45\r\n[OK]\r\n"
         )
         wifi = WiFi(engine)
         found = await wifi.scan()
         status = await wifi.status()
         engine.stop()
         eq([(n["ssid"], n["channel"]) for n in found], [("Caf\xe9", 6), ("Z\xfcrich", 11)])
-        eq((status["ssid"], status["ip"]), ("Caf\xe9", "192.168.1.23"))
+        eq((status["ssid"], status["ip"], status["rssi"]), ("Caf\xe9/Home", "192.168.1.23", -45))
 
     run(main())
 

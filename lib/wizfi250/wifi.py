@@ -44,10 +44,11 @@ class WiFi:
         for line in await self.engine.command(b"AT+WSTAT"):
             fields = text(line).split("/")
             if len(fields) >= 7 and fields[0] in ("STA", "AP", "Down"):
-                rssi = fields[6].strip()
+                # Counted from the end: an SSID may hold a '/' ("Home/Office").
+                rssi = fields[-1].strip()
                 return {
                     "mode": {"STA": "station", "AP": "ap"}.get(fields[0], "down"),
-                    "ssid": fields[1], "ip": fields[2], "gateway": fields[3], "mac": fields[4],
+                    "ssid": "/".join(fields[1:-5]), "ip": fields[-5], "gateway": fields[-4], "mac": fields[-3],
                     "rssi": -int(rssi) if rssi.isdigit() else None,
                 }  # fmt: skip
         raise OSError(5, "no WSTAT row")
