@@ -195,6 +195,22 @@ def test_a_frame_from_another_peer_is_a_new_connection_on_that_id_not_the_old_on
     run(main())
 
 
+def test_a_udp_socket_takes_datagrams_from_anyone_even_while_it_closes():
+    # Only a TCP connection has one peer: a closing UDP socket's second sender must not
+    # pass for a new connection on its id.
+    async def main():
+        module = Module()
+        engine, events = engine_with(module)
+        sock = engine._new_socket(2, UDP)
+        sock.closing = True  # its close is on its way: what comes is dropped
+        module.uart.emit(b"{2,10.0.0.7,5000,2}hi\r\n{2,10.0.0.8,5001,2}yo\r\n")
+        await settle()
+        engine.stop()
+        eq((engine.table[2] is sock, sock.open, events, engine.counters["adopted"]), (True, True, [], 0))
+
+    run(main())
+
+
 def test_closing_a_socket_nobody_reads_drops_its_input_instead_of_holding_the_uart():
     async def main():
         module = Module()

@@ -698,7 +698,14 @@ class Engine:
             self.counters["adopted"] += 1
             sock = self._new_socket(sid, ACCEPTED, self.server_port)
             self._deliver(P.CONNECT, sid, sock)
-        if sock.datagrams is not None and not sock.closing:
+        if sock.datagrams is None:
+            if sock.head is None:
+                # Its first frame names its peer, as the module spells it (a client's host
+                # may be spelled otherwise); every later header must begin as this one does.
+                sock.peer = self.parser.frame_peer()
+                head = self.parser.seen[sid]
+                sock.head = head[: head.rfind(b",") + 1]  # "{sid,ip,port,"
+        elif not sock.closing:  # UDP: a datagram from anyone
             if length > sock.rx.free():
                 # recvfrom takes a datagram whole: one the ring has no room for now is
                 # dropped, as a network stack drops what a socket's buffer cannot take,
@@ -708,12 +715,6 @@ class Engine:
                 counters["discarded"] += length
                 return P.DISCARD
             sock.datagram(length, self.parser.frame_peer())
-        elif sock.head is None:
-            # Its first frame names its peer, as the module spells it (a client's host may
-            # be spelled otherwise); every later header must begin as this one does.
-            sock.peer = self.parser.frame_peer()
-            head = self.parser.seen[sid]
-            sock.head = head[: head.rfind(b",") + 1]  # "{sid,ip,port,"
         return sock
 
     def error(self, code, text):

@@ -24,10 +24,11 @@ The sink receives (all calls synchronous, from ``parse``):
 ``sink.frame(sid, length)``
     a frame header; returns the object that takes the payload through
     ``write(mv, start, end) -> accepted``, or None if the sink knows it is no
-    frame (a TCP socket's frames come from its one peer): its ``{`` is line text. Accepting fewer bytes than offered
-    pauses parsing (``parse`` returns False) until the caller makes room and
-    calls ``parse`` again: that is the back-pressure path. During this call
-    ``frame_peer()`` gives the header's address.
+    frame (a TCP socket's frames come from its one peer): its ``{`` is then line
+    text. Accepting fewer bytes than offered pauses parsing (``parse`` returns
+    False) until the caller makes room and calls ``parse`` again: that is the
+    back-pressure path. During this call ``frame_peer()`` gives the header's
+    address.
 ``sink.error(code, text)``
     something malformed was seen (already counted).
 """
