@@ -65,7 +65,10 @@ class WiFi:
         if engine.counters["air"] != air:
             # An event, or what looked like one, was taken as an SSID's text: if it was
             # a real one (a client came or went), the module's list says so.
-            await engine.resync_table()
+            try:
+                await engine.resync_table()
+            except OSError:
+                pass  # timed out: the supervisor's probe looks again (it counts timeouts)
         return found
 
 
