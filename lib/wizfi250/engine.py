@@ -81,6 +81,7 @@ class Engine:
         }  # fmt: skip
         self.tx = None
         self._row = None  # a row of the listing in flight whose SSID may go on (see _air)
+        self._reach = 0  # ... and how many of its SSID's 32 bytes it has taken
         self.pending = []
         self._lock = asyncio.Lock()
         # Where ssend_from copies each chunk. A firmware (``rings``) makes it now: made at
@@ -648,16 +649,20 @@ class Engine:
         """True if ``text`` is SSID text: a scan prints each SSID as it came over the air,
         line ends and all, and a network may name itself "\r\n[Reset Event]\r\n" or
         "\r\n[OK]\r\n" (any 32 bytes). So a row of ``tx`` that a line end cut short takes
-        the lines after it, whatever they look like, until it is whole or the line ends are
-        past where its SSID could reach (32 bytes after its index; a line end counts one,
-        as a lone LF would). A real event in that reach is taken too, and counted in
-        ``air``: ``WiFi.scan`` then has the socket table checked."""
+        the lines after it, whatever they look like, until it is whole or its text is past
+        where an SSID could reach (32 bytes after its index). A real event that lands there
+        (the module prints an SSID a byte at a time) is taken too, and counted in ``air``:
+        ``WiFi.scan`` then has the socket table checked. Only the text of information lines
+        counts toward the reach: an event line and the line ends around it may be a real
+        event's, which takes none of the SSID's bytes, so a row still reaches its end."""
         row = self._row
         if row is not None:
             self._row = None
-            if len(row) - row.find(b"/") <= 32:  # its SSID so far, and this line end, fit
+            if self._reach <= 32:  # the SSID may go on past this line end
                 row += b"\n" + text
-                if kind != P.INFO:
+                if kind == P.INFO:
+                    self._reach += len(text)
+                else:
                     self.counters["air"] += 1
                 if tx.whole(row):
                     tx.lines.append(row)
@@ -665,12 +670,14 @@ class Engine:
                     self._row = row
                 return True
             tx.lines.append(row)  # the SSID ended before this line end: not its
-        if kind != P.INFO or tx.whole(text):
-            return False
         i = text.find(b"/")
         if i <= 0 or not text[:i].isdigit():
             return False  # not a row: the header, say
-        self._row = text
+        if tx.whole(text):
+            tx.lines.append(text)  # whatever it looks like: "001/(WIZnet Co.Ltd)/..." ends as a banner does
+        else:
+            self._row = text
+            self._reach = len(text) - i - 1  # the SSID's bytes so far
         return True
 
     def frame(self, sid, length):
