@@ -674,9 +674,9 @@ class Engine:
         if i <= 0 or not text[:i].isdigit():
             return False  # not a row: the header, say
         if tx.whole(text):
-            tx.lines.append(text)  # whatever it looks like: "001/(WIZnet Co.Ltd)/..." ends as a banner does
+            tx.lines.append(text)  # a row, whatever kind of line the parser took it for
         else:
-            self._row = text
+            self._row = text  # "001/(WIZnet Co.Ltd)" is a banner to the parser, a row here
             self._reach = len(text) - i - 1  # the SSID's bytes so far
         return True
 

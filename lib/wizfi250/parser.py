@@ -441,7 +441,8 @@ def _banner(line):
     """``WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)``, also behind what the restart cut short
     (a line, a stray byte, a prompt half) and with its head taken by a frame the restart
     cut short: missed, the restart would go unnoticed, sockets and all. No other line
-    the module prints ends so (scan and status rows end in numbers)."""
+    the module prints ends so (scan and status rows end in numbers), but a scan row cut
+    by a line end in its SSID may: the engine reads the rows of a scan back (``_air``)."""
     return line.endswith(b"(WIZnet Co.Ltd)") or (line.startswith(b"WizFi") and b" Version " in line)
 
 
