@@ -189,7 +189,7 @@ def test_line_noise_that_is_not_utf8_still_gives_callers_an_oserror_or_their_ans
         engine, _ = engine_with(module)
         module.replies[b"AT+MINFO"] = b"[ERROR\xff]\r\n"
         await fails(engine.command(b"AT+MINFO"), 5)
-        module.replies[b"AT+SMGMT=?"] = (
+        module.replies[b"AT+SMGMT=?"] = (  # written out: this module runs in 80K under MicroPython
             b"Number of Sockets : 1 (SCID/Mode/Remote/Local/DataMode)\r\n\xfe\xff\r\n0/TSN/10.0.0.2:40000/80/0\r\n[OK]\r\n"
         )
         gone = engine._new_socket(3, TCP)

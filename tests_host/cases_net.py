@@ -4,6 +4,7 @@ import asyncio
 
 from fakeuart import Module, engine_with, eq, fails, run, settle
 from noheap import NoHeapFor
+from smgmt import listing
 from wizfi250 import net as netmod
 from wizfi250.compat import ticks_ms
 from wizfi250.net import Datagram, Net
@@ -601,12 +602,6 @@ async def _server_after(module, events):
     return net, engine, accepted, held
 
 
-def _listing(rows, after=b""):
-    """The module's AT+SMGMT=? answer; ``after`` comes between the rows and the [OK]."""
-    head = b"Number of Sockets : %d (SCID/Mode/Remote/Local/DataMode)\r\n" % len(rows)
-    return head + b"".join(row + b"\r\n" for row in rows) + after + b"[OK]\r\n"
-
-
 async def _done(engine, held):
     """Let the handlers end, the one still reading too (stopping the driver ends its read):
     under MicroPython a task left waiting runs on in the next test, with its heap."""
@@ -623,7 +618,7 @@ def test_resync_table_keeps_the_listener_a_connection_moved_after_the_list():
         module = Module()
         _, engine, _, held = await _server_after(module, _SERVING)
         eq(engine.listener().sid, 1)
-        module.replies[b"AT+SMGMT=?"] = _listing(
+        module.replies[b"AT+SMGMT=?"] = listing(
             _ROWS,
             b"\r\n[CONNECT 1]\r\n\r\n[LISTEN 2]\r\n",  # right after the list was printed
         )
@@ -640,7 +635,7 @@ def test_resync_table_does_not_adopt_a_connection_that_ended_after_the_list():
     async def main():
         module = Module()
         _, engine, accepted, held = await _server_after(module, _SERVING)
-        module.replies[b"AT+SMGMT=?"] = _listing(
+        module.replies[b"AT+SMGMT=?"] = listing(
             _ROWS,
             b"\r\n[DISCONNECT 0]\r\n",  # the client left after the list was printed
         )
@@ -660,7 +655,7 @@ def test_resync_table_ends_nothing_when_a_row_is_left_in_pieces():
         module = Module()
         _, engine, accepted, held = await _server_after(module, _SERVING)
         browser, listener = engine.table[0], engine.table[1]
-        module.replies[b"AT+SMGMT=?"] = _listing((b"0/TSN/10.0.0.9:", b"7.5.2") + _ROWS)
+        module.replies[b"AT+SMGMT=?"] = listing((b"0/TSN/10.0.0.9:", b"7.5.2") + _ROWS)
         await engine.resync_table()
         closes = [c for c in module.commands if c.startswith(b"AT+SMGMT=") and c != b"AT+SMGMT=?"]
         state = (engine.table[0] is browser, browser.open, engine.table[1] is listener, closes)
@@ -678,7 +673,7 @@ def test_resync_table_reads_the_rows_around_a_late_answer():
         module = Module()
         _, engine, accepted, held = await _server_after(module, _SERVING + b"\r\n[CONNECT 2]\r\n")
         browser, listener, missed = engine.table[0], engine.table[1], engine.table[2]
-        module.replies[b"AT+SMGMT=?"] = b"10.0.0.5\r\n" + _listing((_ROWS[0], b"10.0.0.6", _ROWS[1]))
+        module.replies[b"AT+SMGMT=?"] = b"10.0.0.5\r\n" + listing((_ROWS[0], b"10.0.0.6", _ROWS[1]))
         await engine.resync_table()
         state = (engine.table[0] is browser, browser.open, engine.table[1] is listener, engine.table[2], missed.open)
         await _done(engine, held)
@@ -695,7 +690,7 @@ def test_resync_table_closes_client_and_udp_sockets_that_nobody_opened():
         module = Module()
         events = _SERVING + b"\r\n[CONNECT 2]\r\n"
         _, engine, accepted, held = await _server_after(module, events)
-        module.replies[b"AT+SMGMT=?"] = _listing(
+        module.replies[b"AT+SMGMT=?"] = listing(
             _ROWS + (b"2/TCN/10.0.0.7:5000/30001/0", b"3/USN/0.0.0.0:0/7000/0")
         )
         await engine.resync_table()
@@ -714,7 +709,7 @@ def _listing_while_sending(engine, rows):
 
     def reply(cmd):
         asyncio.create_task(engine.ssend(engine.table[0], b"hi"))
-        return _listing(rows)
+        return listing(rows)
 
     return reply
 
@@ -765,7 +760,7 @@ def test_a_timeout_while_the_probes_resync_waits_gets_a_resync_of_its_own():
         net, engine, accepted, held = await _server_after(module, _SERVING)
         module.replies[b"AT"] = b"[OK]\r\n"
         module.replies[b"AT+SCON=O,TCN"] = b""  # no answer: the SCON times out
-        module.replies[b"AT+SMGMT=?"] = _listing(_ROWS)
+        module.replies[b"AT+SMGMT=?"] = listing(_ROWS)
         supervisor = Supervisor(net, WiFi(engine), None)
         engine.counters["timeouts"] += 1  # an earlier one: the next probe looks
         scon = asyncio.create_task(engine.open_socket(TCP, "10.0.0.7", 5000, timeout_ms=100))
@@ -775,7 +770,7 @@ def test_a_timeout_while_the_probes_resync_waits_gets_a_resync_of_its_own():
         await fails(scon, 110)
         module.uart.emit(b"\r\n[CONNECT 2]\r\n")  # the client's, late: taken for a browser
         await asyncio.sleep(0.02)
-        module.replies[b"AT+SMGMT=?"] = _listing(_ROWS + (b"2/TCN/10.0.0.7:5000/30001/0",))
+        module.replies[b"AT+SMGMT=?"] = listing(_ROWS + (b"2/TCN/10.0.0.7:5000/30001/0",))
         engine.last_rx = ticks_ms()
         await supervisor._probe()
         eq((module.commands[-1], accepted), (b"AT+SMGMT=2", [0, 2, 104]))

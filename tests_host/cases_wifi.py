@@ -3,6 +3,7 @@
 import asyncio
 
 from fakeuart import Module, engine_with, eq, fails, run, settle
+from smgmt import listing
 from wizfi250 import parser as P
 from wizfi250.net import Net
 from wizfi250.sockets import ACCEPTED, LISTENER, TCP
@@ -83,7 +84,7 @@ def test_a_scan_takes_line_ends_in_an_ssid_as_its_text_not_as_the_modules_word()
             + b"002/x\r\n[OK]\r\n/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
             + b"003/MyAP/00:11:22:33:44:77/-50/54/Infra/Open/2.4/1\r\n[OK]\r\n"
         )
-        module.replies[b"AT+SMGMT=?"] = b"Number of Sockets : 1 (SCID/Mode/Remote/Local/DataMode)\r\n0/TCN/10.0.0.2:80/30412/0\r\n[OK]\r\n"
+        module.replies[b"AT+SMGMT=?"] = listing((b"0/TCN/10.0.0.2:80/30412/0",))
         module.replies[b"AT+MINFO"] = b"FW version/HW version\r\n1.0.5.2/WizFi250 Rev 1.0\r\n[OK]\r\n"
         found = await WiFi(engine).scan()
         info = await engine.command(b"AT+MINFO")
@@ -105,7 +106,7 @@ def test_a_real_event_inside_an_ssid_is_found_again_by_the_check_after_the_scan(
         module.replies[b"AT+WSCAN"] = (
             _SCAN_HEAD + b"001/My\r\n[DISCONNECT 2]\r\nAP/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n[OK]\r\n"
         )
-        module.replies[b"AT+SMGMT=?"] = b"Number of Sockets : 1 (SCID/Mode/Remote/Local/DataMode)\r\n0/TCN/10.0.0.2:80/30412/0\r\n[OK]\r\n"
+        module.replies[b"AT+SMGMT=?"] = listing((b"0/TCN/10.0.0.2:80/30412/0",))
         found = await WiFi(engine).scan()
         engine.stop()
         eq(([n["channel"] for n in found], engine.counters["air"]), ([6], 1))
@@ -128,7 +129,7 @@ def test_a_row_that_ends_like_the_banner_or_holds_a_real_event_in_a_long_ssid_is
             + b"001/(WIZnet Co.Ltd)\n/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
             + b"002/" + b"A" * 31 + b"\r\n[DISCONNECT 1]\r\n/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n[OK]\r\n"
         )
-        module.replies[b"AT+SMGMT=?"] = b"Number of Sockets : 0 (SCID/Mode/Remote/Local/DataMode)\r\n[OK]\r\n"
+        module.replies[b"AT+SMGMT=?"] = listing(())
         found = await WiFi(engine).scan()
         engine.stop()
         eq([n["channel"] for n in found], [6, 11])
@@ -153,7 +154,7 @@ def test_an_ssid_that_reads_as_a_frame_header_is_listed_and_reaches_no_socket():
             + b"001/{0,6.6.6.6,6,4}EVIL/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
             + b"002/\r\n{0,6.6.6.6,6,2}xy\r\n/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n[OK]\r\n"
         )
-        module.replies[b"AT+SMGMT=?"] = b"Number of Sockets : 1 (SCID/Mode/Remote/Local/DataMode)\r\n0/TSN/10.0.0.9:40000/80/0\r\n[OK]\r\n"
+        module.replies[b"AT+SMGMT=?"] = listing((b"0/TSN/10.0.0.9:40000/80/0",))
         found = await WiFi(engine).scan()
         module.uart.emit(b"{0,10.0.0.9,40000,3} / \r\n")  # the browser goes on
         await settle()

@@ -45,6 +45,7 @@ from fakeuart import Module, engine_with, run, settle
 from gen import TRICKY
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from smgmt import listing
 from wizfi250 import parser as P
 from wizfi250.compat import text
 from wizfi250.engine import Engine
@@ -118,7 +119,7 @@ class Conn:
 
     def smgmt_row(self):
         mode, local = (b"TCN", 30000 + self.sid) if self.kind == TCP else (b"TSN", 80)
-        return b"%d/%s/%s:%d/%d/0\r\n" % (self.sid, mode, self.peer[0].encode(), self.peer[1], local)
+        return b"%d/%s/%s:%d/%d/0" % (self.sid, mode, self.peer[0].encode(), self.peer[1], local)
 
 
 class Model:
@@ -203,11 +204,10 @@ class Model:
         rows = []
         for sid, c in enumerate(self.slots):
             if c == LISTENING:
-                rows.append(b"%d/TSN/0.0.0.0:0/80/0\r\n" % sid)
+                rows.append(b"%d/TSN/0.0.0.0:0/80/0" % sid)
             elif c is not None:
                 rows.append(c.smgmt_row())
-        head = b"Number of Sockets : %d (SCID/Mode/Remote/Local/DataMode)\r\n" % len(rows)
-        return head + b"".join(rows) + b"[OK]\r\n"
+        return listing(rows)
 
 
 # SSID pieces: what the module prints of its own, and what a parser might take for it.

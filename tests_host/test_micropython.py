@@ -12,7 +12,7 @@ import pytest
 from mpy import MICROPYTHON, ROOT, compile_to, lib_sources
 
 MODULES = ("cases_parser", "cases_engine", "cases_state", "cases_interleave", "cases_net", "cases_wifi", "cases_busio", "cases_transcript")
-SUPPORT = ("gen", "fakeuart", "noheap", "check", "mp_runner")
+SUPPORT = ("gen", "fakeuart", "noheap", "check", "smgmt", "mp_runner")
 # The core (ring, parser, engine) must fit 64 KB (the parser cases run in it); the socket layer on top runs in
 # the 128 KB the whole firmware is budgeted (on a board the code is frozen, not heap).
 # The random interleavings keep their generated script in the same heap, and 64 KB

@@ -4,8 +4,9 @@ failed on the driver before the fix. CPython only: one takes 10 s (a send's time
 
 import asyncio
 
-from cases_net import _ROWS, _SERVING, _done, _listing, _server_after, net_with
+from cases_net import _ROWS, _SERVING, _done, _server_after, net_with
 from fakeuart import Module, eq, run
+from smgmt import listing
 from wizfi250.sockets import ACCEPTED, TCP
 
 
@@ -17,7 +18,7 @@ def test_resync_a_frame_for_an_orphan_waiting_for_its_close_does_not_kill_the_re
     async def main():
         module = Module()
         _, engine, accepted, held = await _server_after(module, _SERVING)
-        module.replies[b"AT+SMGMT=?"] = _listing(_ROWS + (b"2/TCN/10.0.0.7:5000/30001/0", b"3/USN/0.0.0.0:0/7000/0"))
+        module.replies[b"AT+SMGMT=?"] = listing(_ROWS + (b"2/TCN/10.0.0.7:5000/30001/0", b"3/USN/0.0.0.0:0/7000/0"))
         module.replies[b"AT+SMGMT=2"] = b"{3,10.0.0.5,9999,4}ping\r\n[OK]\r\n\r\n[DISCONNECT 2]\r\n"
         await asyncio.wait_for(engine.resync_table(), 3)
         await asyncio.sleep(0.02)
@@ -62,7 +63,7 @@ def test_resync_closes_an_orphan_whose_datagram_came_while_the_list_printed():
     async def main():
         module = Module()
         _, engine, accepted, held = await _server_after(module, _SERVING)
-        module.replies[b"AT+SMGMT=?"] = _listing(_ROWS + (b"3/USN/0.0.0.0:0/7000/0",), b"{3,10.0.0.5,9999,4}ping\r\n")
+        module.replies[b"AT+SMGMT=?"] = listing(_ROWS + (b"3/USN/0.0.0.0:0/7000/0",), b"{3,10.0.0.5,9999,4}ping\r\n")
         await engine.resync_table()
         await asyncio.sleep(0.02)
         closes = [c for c in module.commands if c.startswith(b"AT+SMGMT")]
@@ -91,7 +92,7 @@ def test_resync_closes_an_orphan_under_a_listener_guessed_on_its_id():
             await writer.aclose()
 
         await net.start_server(handler, 80)
-        module.replies[b"AT+SMGMT=?"] = _listing((b"0/USN/0.0.0.0:0/7000/0", b"1/TSN/0.0.0.0:0/80/0"))
+        module.replies[b"AT+SMGMT=?"] = listing((b"0/USN/0.0.0.0:0/7000/0", b"1/TSN/0.0.0.0:0/80/0"))
         await engine.resync_table()
         await asyncio.sleep(0.02)
         closes = [c for c in module.commands if c.startswith(b"AT+SMGMT")]
@@ -126,7 +127,7 @@ def test_resync_replaces_a_stale_socket_on_an_id_the_module_reused():
         await asyncio.sleep(0.02)
         module.uart.emit(b"\r\n[CONNECT 1]\r\n")  # a second browser, on the new listener
         await asyncio.sleep(0.02)
-        module.replies[b"AT+SMGMT=?"] = _listing((b"0/TSN/10.0.0.4:40000/80/0", b"1/TSN/10.0.0.5:40001/80/0"))
+        module.replies[b"AT+SMGMT=?"] = listing((b"0/TSN/10.0.0.4:40000/80/0", b"1/TSN/10.0.0.5:40001/80/0"))
         await engine.resync_table()
         module.uart.emit(b"{1,10.0.0.5,40001,3}GET\r\n")
         await asyncio.sleep(0.05)
@@ -156,11 +157,11 @@ def test_a_close_after_a_timeout_does_not_close_the_browser_that_got_the_orphans
             except OSError as e:
                 sends.append(e.args[0])
 
-        def listing(cmd):
+        def reply(cmd):
             asyncio.create_task(send())
-            return _listing(rows)
+            return listing(rows)
 
-        module.replies[b"AT+SMGMT=?"] = listing
+        module.replies[b"AT+SMGMT=?"] = reply
         module.after_payload = b""  # the module is still trying to send
         # The SSEND's late end, the AT's [OK], then the orphan leaves, a browser takes the
         # listener on 1, the module relistens on 2 and a browser takes that too.
@@ -201,7 +202,7 @@ def test_resync_does_not_adopt_an_unknown_browser_that_left_while_the_list_print
     async def main():
         module = Module()
         _, engine, accepted, held = await _server_after(module, _SERVING)
-        module.replies[b"AT+SMGMT=?"] = _listing(_ROWS + (b"2/TSN/10.0.0.8:40002/80/0",), b"\r\n[DISCONNECT 2]\r\n")
+        module.replies[b"AT+SMGMT=?"] = listing(_ROWS + (b"2/TSN/10.0.0.8:40002/80/0",), b"\r\n[DISCONNECT 2]\r\n")
         await engine.resync_table()
         await asyncio.sleep(0.02)
         state = (engine.table[2], list(accepted))
