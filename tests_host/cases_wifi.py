@@ -91,7 +91,7 @@ def test_a_scan_takes_line_ends_in_an_ssid_as_its_text_not_as_the_modules_word()
         engine.stop()
         eq([n["ssid"] for n in found], ["\n[Reset Event]\n", "x\n[OK]\n", "MyAP"])
         eq((sock.open, engine.restarting, events, engine.counters["stray"]), (True, False, [], 0))
-        eq((module.commands[-2:], len(info)), ([b"AT+SMGMT=?", b"AT+MINFO"], 2))
+        eq((module.commands[-3:], len(info)), ([b"AT+SMGMT=?", b"AT+WSTAT", b"AT+MINFO"], 2))
 
     run(main())
 
@@ -111,6 +111,31 @@ def test_a_real_event_inside_an_ssid_is_found_again_by_the_check_after_the_scan(
         engine.stop()
         eq(([n["channel"] for n in found], engine.counters["air"]), ([6], 1))
         eq((kept.open, gone.open, engine.table[2]), (True, False, None))
+
+    run(main())
+
+
+def test_a_link_down_inside_an_ssid_is_found_by_the_status_after_the_scan_and_rejoined():
+    # A Link-Down taken as an SSID's text reached nobody: the supervisor, which rejoins on
+    # that event only, took the network for up until the board restarted.
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        wifi = WiFi(engine)
+        sup = Supervisor(Net(engine), wifi, join=("station", "MyAP", "k" * 8, ""))
+        task = asyncio.create_task(sup.run())
+        await started(sup)
+        module.replies[b"AT+WSCAN"] = (
+            _SCAN_HEAD + b"001/My\r\n[Link-Down Event]\r\nAP/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n[OK]\r\n"
+        )
+        module.replies[b"AT+SMGMT=?"] = listing(())
+        module.replies[b"AT+WSTAT"] = b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\nDown////00:08:DC:11:22:33/31/0\r\n[OK]\r\n"
+        found = await wifi.scan()
+        eq([n["ssid"] for n in found], ["My\n[Link-Down Event]\nAP"])
+        await asyncio.sleep(0.05)
+        eq((sup.state, engine.wifi["state"], module.commands.count(b"AT+WJOIN")), ("up", "up", 2))
+        task.cancel()
+        engine.stop()
 
     run(main())
 

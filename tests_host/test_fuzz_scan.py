@@ -19,8 +19,8 @@ hands over 1 byte up to everything.
 Checked, after the scan and one more command: every network is listed, with its fields and
 its SSID (line ends may come back as a lone LF, and a real event that landed in it may be
 read as its text: nothing tells it from text there); no restart is seen; no command goes
-out but the scan, the check of the socket table that follows SSID text read as an event,
-and AT+MINFO, which gets its own answer; every frame's payload reaches its connection's
+out but the scan, the check of the socket table and the link that follows SSID text read
+as an event, and AT+MINFO, which gets its own answer; every frame's payload reaches its connection's
 socket exactly once, in order, and no SSID text reaches one; the socket table ends as the
 module is, and a connection the module kept keeps its socket; the application hears only
 real events.
@@ -56,6 +56,7 @@ EXAMPLES = int(os.environ.get("WIZFI_FUZZ_SCAN", "1000"))
 
 SCAN_HEAD = b"Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel\r\n"
 MINFO = b"FW version/HW version\r\n1.0.5.2/WizFi250 Rev 1.0\r\n[OK]\r\n"
+WSTAT = b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\nSTA/MyAP/10.0.0.5/10.0.0.1/00:08:DC:11:22:33/31/45\r\n[OK]\r\n"
 BANNER = b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)"
 LISTENING = "listener"  # what the module has on the listener's id
 SOCKET_EVENTS = {b"CONNECT": P.CONNECT, b"DISCONNECT": P.DISCONNECT, b"LISTEN": P.LISTEN}
@@ -306,7 +307,7 @@ async def scan_then_minfo(listener, conns, primed, ssids, script, reads):
     try:
         module.uart.emit(b"".join(model.slots[sid].frame(b"hello %d" % sid) for sid in primed))
         await settle()
-        module.replies.update({b"AT+WSCAN": model.scan(ssids, script), b"AT+SMGMT=?": model.smgmt, b"AT+MINFO": MINFO})
+        module.replies.update({b"AT+WSCAN": model.scan(ssids, script), b"AT+SMGMT=?": model.smgmt, b"AT+WSTAT": WSTAT, b"AT+MINFO": MINFO})
         module.replies[b"AT+SMGMT="] = lambda cmd: b"[OK]\r\n\r\n[DISCONNECT %s]\r\n" % cmd[9:]
         found = await answer(WiFi(engine).scan(), module)
         info = await answer(engine.command(b"AT+MINFO"), module)
@@ -338,7 +339,7 @@ def check(engine, model, found, info, commands, events, held, got):
     for n, may in zip(found, model.names):
         assert lone_lf(n["ssid"]) in may, ("name", n["ssid"], may)
     # The scan ended on its own [OK], and the next command got its own answer.
-    table_checked = [b"AT+SMGMT=?"] if engine.counters["air"] else []
+    table_checked = [b"AT+SMGMT=?", b"AT+WSTAT"] if engine.counters["air"] else []
     assert commands == [b"AT+WSCAN"] + table_checked + [b"AT+MINFO"], ("commands", commands)
     assert info == MINFO.split(b"\r\n")[:2], ("AT+MINFO", info)
     # The table is as the module is; a connection it kept keeps its socket.

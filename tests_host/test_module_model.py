@@ -107,5 +107,6 @@ def test_networks_named_like_the_modules_lines_are_listed_and_change_nothing():
         engine.stop()
         eq([n["ssid"] for n in found], ["WizFiAP", "\n[Reset Event]\n", "\n[DISCONNECT 0]\n[OK]\n", "Caf\xe9"])
         eq((sock.open, engine.restarting, engine.counters["resets"]), (True, False, 0))
+        eq((engine.wifi["state"], engine.wifi["ip"]), ("up", module.ip))  # the check after it agreed
 
     asyncio.run(main())

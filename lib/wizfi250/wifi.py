@@ -5,6 +5,7 @@ module's Link-Up/Link-Down events; these calls issue the commands and parse
 their output (protocol reference 6.1-6.3).
 """
 
+from . import parser as P
 from .compat import text
 
 
@@ -63,10 +64,18 @@ class WiFi:
             if row is not None:
                 found.append(row)
         if engine.counters["air"] != air:
-            # An event, or what looked like one, was taken as an SSID's text: if it was
-            # a real one (a client came or went), the module's list says so.
+            # An event, or what looked like one, was taken as an SSID's text. If it was
+            # a real one, the module's word says so: its socket list (a client came or
+            # went) and its link. A Link-Down lost there would leave the supervisor,
+            # which rejoins only on the event, believing the network up for good.
             try:
                 await engine.resync_table()
+                now = await self.status()
+                up = now["mode"] != "down"
+                if up != (engine.wifi["state"] == "up"):
+                    if up:
+                        engine.wifi["ip"], engine.wifi["gateway"] = now["ip"], now["gateway"]
+                    engine._wifi_event(P.LINK_UP if up else P.LINK_DOWN, None, b"")
             except OSError:
                 pass  # timed out: the supervisor's probe looks again (it counts timeouts)
         return found
