@@ -110,3 +110,32 @@ def test_networks_named_like_the_modules_lines_are_listed_and_change_nothing():
         eq((engine.wifi["state"], engine.wifi["ip"]), ("up", module.ip))  # the check after it agreed
 
     asyncio.run(main())
+
+
+def test_frames_and_socket_ends_between_the_bytes_of_an_ssid_reach_their_sockets():
+    # The firmware prints an SSID a byte per call (reference 4.7), and a socket thread prints
+    # between any two: chaos holds a datagram's frames and a socket's end back and lets them
+    # out there. Frames are taken wherever they land. An end there is read as the SSID's text,
+    # as nothing tells it from a name that holds one: the name shows it, and the check of the
+    # socket table after the scan ends the socket.
+    async def main():
+        module = Module(Net())
+        module.out.clear()
+        engine = Engine(ModuleUART(module))
+        engine.start()
+        await engine.init()
+        await engine.command(b"AT+WJOIN", 5000)
+        kept = await engine.open_socket(UDP, "10.0.0.2", 7000)
+        gone = await engine.open_socket(UDP, "10.0.0.3", 7000)
+        module.chaos.inject = True
+        module.received(kept.sid, b"one", ("10.0.0.2", 7000))
+        module.received(kept.sid, b"two\r\n[OK]\r\n", ("10.0.0.2", 7000))
+        module._close(gone.sid)  # its socket thread prints [DISCONNECT n]
+        module.received(kept.sid, b"three", ("10.0.0.2", 7000))
+        found = await WiFi(engine).scan()
+        engine.stop()
+        eq((module.stats["injected"], [n["ssid"] for n in found]), (4, ["Wi\n[DISCONNECT 1]\nzFiAP", "Neighbour"]))
+        eq((kept.rx.read(), [n for n, _ in kept.datagrams]), (b"onetwo\r\n[OK]\r\nthree", [3, 11, 5]))
+        eq((kept.open, gone.open, engine.table[gone.sid], engine.counters["resets"]), (True, False, None, 0))
+
+    asyncio.run(main())

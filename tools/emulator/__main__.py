@@ -24,7 +24,8 @@ def parse_args(argv=None):
     p.add_argument("--tcp-serial", type=int, metavar="PORT", help="also expose the serial side on 127.0.0.1:PORT")
     p.add_argument("--control", type=int, help="JSON-lines control port (0 = any free port)")
     p.add_argument("--transcript", help="log both directions with timestamps to this file")
-    p.add_argument("--chaos-inject", action="store_true", help="hold frames and events, release them inside SSENDs")
+    p.add_argument("--chaos-inject", action="store_true",
+                   help="hold frames and events, release them inside SSENDs and between a scan's SSID bytes")
     p.add_argument("--chaos-ok-delay", type=float, default=0.0, metavar="S", help="delay each SSEND's final line")
     p.add_argument("--chaos-send-error", type=float, default=0.0, metavar="P",
                    help="probability of [TCP Send Error] as an SSEND's final line")  # fmt: skip

@@ -28,7 +28,7 @@ CLOSE_SLEEP_S = 0.1  # 5.5 / 6.1: SMGMT=ALL and WLEAVE pause 100 ms per socket
 RESET_S = 0.5  # 6.4: MRESET waits 500 ms before resetting
 JOIN_TRY_S = 0.1  # one association attempt (real hardware: seconds; gap 11.2)
 DHCP_S = 0.2  # DHCP lease (real: up to 15 s)
-HOLD_S = 0.25  # chaos injection: longest time output is held back waiting for an SSEND
+HOLD_S = 0.25  # chaos injection: longest time output is held back waiting for an SSEND or a scan
 MAC = b"00:08:DC:11:22:33"
 
 OK = b"[OK]"
@@ -82,7 +82,7 @@ class Sock:
 
 class Chaos:
     def __init__(self):
-        self.inject = False  # hold frames and events back, release them at each point of an SSEND
+        self.inject = False  # hold frames and events back, release them at each point of an SSEND or a scan
         self.ok_delay = 0.0  # seconds between an SSEND's payload and its final line
         self.send_error = 0.0  # probability of [TCP Send Error] as an SSEND's final line
 
@@ -135,7 +135,7 @@ class Module:
         self.ip = ""
         self.gw = ""
         self.next_client_port = 30000 + self.rng.randint(1, 10000)
-        self.held = []  # chaos: output held back for the next SSEND's injection points
+        self.held = []  # chaos: output held back for the next injection points (an SSEND, a scan)
         self.held_since = 0.0
         self.timers = []
         self.rx.clear()
@@ -205,7 +205,7 @@ class Module:
 
     def _async_out(self, data):
         """Output from a socket thread. Under chaos injection it is held back and
-        released at the injection points of the next SSEND (or after HOLD_S)."""
+        released at the injection points of the next SSEND or scan (or after HOLD_S)."""
         if self.held or (self.chaos.inject and self.payload is None):
             if not self.held:
                 self.held_since = self.now
@@ -667,8 +667,16 @@ class Module:
             if want and ssid != want.encode("latin-1"):
                 continue
             n += 1
+            if self.level < 1:
+                continue
+            # 4.7: the SSID goes out a byte per print, so a socket thread's frame or event
+            # can land between its bytes (chaos injects held output there).
+            self.out += b"%03d/" % n
+            for i in range(len(ssid)):
+                self.inject_point()
+                self.out += ssid[i : i + 1]
             # 6.2: WizFi250 rows carry an extra network-type field (Infra) the header lacks.
-            self.print_line(b"%03d/%s/%s/%s/%s/Infra/%s/2.4/%s" % (n, ssid, bssid, rssi, rate, sec, ch), 1)
+            self.out += b"/%s/%s/%s/Infra/%s/2.4/%s\r\n" % (bssid, rssi, rate, sec, ch)
         self.busy_for(0.05)
         self.ok()
 
