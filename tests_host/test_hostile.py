@@ -9,7 +9,7 @@ import re
 
 from cases_parser import parse_all
 from fakeuart import Module, engine_with, run
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from wizfi250 import parser as P
 
@@ -66,10 +66,12 @@ def test_each_kind_of_rejection_is_counted():
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(HOSTILE, max_size=6), READS)
+@example(pieces=[b"WizFi Version "], size=1)  # found by CI: a banner, so a restart
 def test_the_driver_outlives_hostile_output(pieces, size):
     """The same through the engine, whose handling of frames and events (adopting
     sockets, reading a frame's address) must not raise either: after it all the
-    reader is alive and the next command gets its answer."""
+    reader is alive and the next command gets its answer (after init, if what came
+    reads as a restart)."""
 
     async def main():
         module = Module(lambda n: size)
@@ -78,6 +80,11 @@ def test_the_driver_outlives_hostile_output(pieces, size):
         module.uart.emit(b"".join(pieces) + b"\r\n" + padding(pieces) + b"\r\n" + VALID)
         while module.uart.pending():
             await asyncio.sleep(0.001)
+        if engine.restarting:
+            # The garbage held a banner or a [Reset Event] (hypothesis draws them from the
+            # parser's own constants): a restart, as the module says. Commands wait for init.
+            assert engine.counters["resets"]
+            await engine.init()
         assert await engine.command(b"AT") == []
         engine.stop()
 
