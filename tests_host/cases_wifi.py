@@ -6,7 +6,7 @@ from fakeuart import Module, engine_with, eq, fails, run, settle
 from smgmt import listing
 from wizfi250 import parser as P
 from wizfi250.net import Net
-from wizfi250.sockets import ACCEPTED, LISTENER, TCP
+from wizfi250.sockets import ACCEPTED, LISTENER, TCP, UDP
 from wizfi250.supervisor import Supervisor
 from wizfi250.wifi import WiFi, parse_scan_row
 
@@ -35,6 +35,17 @@ async def started(sup):
     eq(sup.state, "up")
 
 
+_SCAN_HEAD = b"Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel\r\n"
+
+
+async def scan(engine, module, rows, listed=()):
+    """``WiFi.scan`` of ``rows`` (between the module's header and its [OK]); ``listed``: the
+    module's socket list, for the check that follows SSID text read as an event."""
+    module.replies[b"AT+WSCAN"] = _SCAN_HEAD + rows + b"[OK]\r\n"
+    module.replies[b"AT+SMGMT=?"] = listing(listed)
+    return await WiFi(engine).scan()
+
+
 def test_scan_rows_with_the_extra_field_and_a_slash_in_the_ssid():
     eq(parse_scan_row("Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel"), None)
     eq(parse_scan_row("001/MyAP/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6"),
@@ -48,26 +59,20 @@ def test_scan_and_status_take_an_ssid_that_is_not_utf8_or_holds_a_slash():
     async def main():
         module = ok_module()
         engine, _ = engine_with(module)
-        module.replies[b"AT+WSCAN"] = (
-            b"Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel\r\n"
-            b"001/Caf\xe9/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6\r\n"
-            b"002/Z\xc3\xbcrich/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n[OK]\r\n"
-        )
         module.replies[b"AT+WSTAT"] = (
             b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\n"
             b"STA/Caf\xe9/Home/192.168.1.23/192.168.1.1/00:08:DC:11:22:33/31/45\r\n[OK]\r\n"
         )
-        wifi = WiFi(engine)
-        found = await wifi.scan()
-        status = await wifi.status()
+        found = await scan(engine, module, (
+            b"001/Caf\xe9/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6\r\n"
+            b"002/Z\xc3\xbcrich/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
+        ))
+        status = await WiFi(engine).status()
         engine.stop()
         eq([(n["ssid"], n["channel"]) for n in found], [("Caf\xe9", 6), ("Z\xfcrich", 11)])
         eq((status["ssid"], status["ip"], status["rssi"]), ("Caf\xe9/Home", "192.168.1.23", -45))
 
     run(main())
-
-
-_SCAN_HEAD = b"Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel\r\n"
 
 
 def test_a_scan_takes_line_ends_in_an_ssid_as_its_text_not_as_the_modules_word():
@@ -78,15 +83,13 @@ def test_a_scan_takes_line_ends_in_an_ssid_as_its_text_not_as_the_modules_word()
         module = ok_module()
         engine, events = engine_with(module)
         sock = engine._new_socket(0, TCP)
-        module.replies[b"AT+WSCAN"] = (
-            _SCAN_HEAD
-            + b"001/\r\n[Reset Event]\r\n/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6\r\n"
-            + b"002/x\r\n[OK]\r\n/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
-            + b"003/MyAP/00:11:22:33:44:77/-50/54/Infra/Open/2.4/1\r\n[OK]\r\n"
-        )
-        module.replies[b"AT+SMGMT=?"] = listing((b"0/TCN/10.0.0.2:80/30412/0",))
         module.replies[b"AT+MINFO"] = b"FW version/HW version\r\n1.0.5.2/WizFi250 Rev 1.0\r\n[OK]\r\n"
-        found = await WiFi(engine).scan()
+        rows = (
+            b"001/\r\n[Reset Event]\r\n/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6\r\n"
+            + b"002/x\r\n[OK]\r\n/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
+            + b"003/MyAP/00:11:22:33:44:77/-50/54/Infra/Open/2.4/1\r\n"
+        )
+        found = await scan(engine, module, rows, (b"0/TCN/10.0.0.2:80/30412/0",))
         info = await engine.command(b"AT+MINFO")
         engine.stop()
         eq([n["ssid"] for n in found], ["\n[Reset Event]\n", "x\n[OK]\n", "MyAP"])
@@ -103,11 +106,8 @@ def test_a_real_event_inside_an_ssid_is_found_again_by_the_check_after_the_scan(
         module = ok_module()
         engine, _ = engine_with(module)
         kept, gone = engine._new_socket(0, TCP), engine._new_socket(2, TCP)
-        module.replies[b"AT+WSCAN"] = (
-            _SCAN_HEAD + b"001/My\r\n[DISCONNECT 2]\r\nAP/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n[OK]\r\n"
-        )
-        module.replies[b"AT+SMGMT=?"] = listing((b"0/TCN/10.0.0.2:80/30412/0",))
-        found = await WiFi(engine).scan()
+        rows = b"001/My\r\n[DISCONNECT 2]\r\nAP/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
+        found = await scan(engine, module, rows, (b"0/TCN/10.0.0.2:80/30412/0",))
         engine.stop()
         eq(([n["channel"] for n in found], engine.counters["air"]), ([6], 1))
         eq((kept.open, gone.open, engine.table[2]), (True, False, None))
@@ -125,12 +125,8 @@ def test_a_link_down_inside_an_ssid_is_found_by_the_status_after_the_scan_and_re
         sup = Supervisor(Net(engine), wifi, join=("station", "MyAP", "k" * 8, ""))
         task = asyncio.create_task(sup.run())
         await started(sup)
-        module.replies[b"AT+WSCAN"] = (
-            _SCAN_HEAD + b"001/My\r\n[Link-Down Event]\r\nAP/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n[OK]\r\n"
-        )
-        module.replies[b"AT+SMGMT=?"] = listing(())
         module.replies[b"AT+WSTAT"] = b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\nDown////00:08:DC:11:22:33/31/0\r\n[OK]\r\n"
-        found = await wifi.scan()
+        found = await scan(engine, module, b"001/My\r\n[Link-Down Event]\r\nAP/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n")
         eq([n["ssid"] for n in found], ["My\n[Link-Down Event]\nAP"])
         await asyncio.sleep(0.05)
         eq((sup.state, engine.wifi["state"], module.commands.count(b"AT+WJOIN")), ("up", "up", 2))
@@ -149,13 +145,11 @@ def test_a_row_that_ends_like_the_banner_or_holds_a_real_event_in_a_long_ssid_is
         module = ok_module()
         engine, events = engine_with(module)
         gone = engine._new_socket(1, TCP)
-        module.replies[b"AT+WSCAN"] = (
-            _SCAN_HEAD
-            + b"001/(WIZnet Co.Ltd)\n/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
-            + b"002/" + b"A" * 31 + b"\r\n[DISCONNECT 1]\r\n/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n[OK]\r\n"
+        rows = (
+            b"001/(WIZnet Co.Ltd)\n/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
+            + b"002/" + b"A" * 31 + b"\r\n[DISCONNECT 1]\r\n/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
         )
-        module.replies[b"AT+SMGMT=?"] = listing(())
-        found = await WiFi(engine).scan()
+        found = await scan(engine, module, rows)
         engine.stop()
         eq([n["channel"] for n in found], [6, 11])
         eq((found[0]["ssid"], engine.restarting, engine.counters["resets"]), ("(WIZnet Co.Ltd)\n", False, 0))
@@ -174,18 +168,38 @@ def test_an_ssid_that_reads_as_a_frame_header_is_listed_and_reaches_no_socket():
         sock = engine._new_socket(0, ACCEPTED)
         module.uart.emit(b"{0,10.0.0.9,40000,3}GET\r\n")
         await settle()
-        module.replies[b"AT+WSCAN"] = (
-            _SCAN_HEAD
-            + b"001/{0,6.6.6.6,6,4}EVIL/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
-            + b"002/\r\n{0,6.6.6.6,6,2}xy\r\n/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n[OK]\r\n"
+        rows = (
+            b"001/{0,6.6.6.6,6,4}EVIL/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
+            + b"002/\r\n{0,6.6.6.6,6,2}xy\r\n/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
         )
-        module.replies[b"AT+SMGMT=?"] = listing((b"0/TSN/10.0.0.9:40000/80/0",))
-        found = await WiFi(engine).scan()
+        found = await scan(engine, module, rows, (b"0/TSN/10.0.0.9:40000/80/0",))
         module.uart.emit(b"{0,10.0.0.9,40000,3} / \r\n")  # the browser goes on
         await settle()
         engine.stop()
         eq([n["ssid"] for n in found], ["{0,6.6.6.6,6,4}EVIL", "\n{0,6.6.6.6,6,2}xy\n"])
         eq((sock.rx.read(), sock.open, engine.table[0] is sock), (b"GET / ", True, True))
+
+    run(main())
+
+
+def test_an_ssid_that_reads_as_a_frame_for_a_udp_client_is_no_datagram():
+    # A UDP client's datagrams come from its remote, mostly: during a scan a header naming
+    # another sender is a name's text, outside one it is a datagram (anyone may send one).
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        module.replies[b"AT+SCON=O,UCN"] = b"\r\n[CONNECT 1]\r\n[OK]\r\n"
+        sock = await engine.open_socket(UDP, "10.0.0.2", 7000)
+        rows = (
+            b"001/{1,6.6.6.6,6,4}EVIL/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
+            + b"002/My{1,10.0.0.2,7000,2}ok\r\nAP/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
+        )
+        found = await scan(engine, module, rows, (b"1/UCN/10.0.0.2:7000/5000/0",))
+        module.uart.emit(b"{1,10.0.0.3,9,3}any\r\n")
+        await settle()
+        engine.stop()
+        eq([n["ssid"] for n in found], ["{1,6.6.6.6,6,4}EVIL", "MyAP"])
+        eq((sock.rx.read(), [(n, peer[0]) for n, peer in sock.datagrams]), (b"okany", [(2, "10.0.0.2"), (3, "10.0.0.3")]))
 
     run(main())
 

@@ -32,7 +32,9 @@ class Socket:
         self.kind = kind
         self.local_port = local_port
         self.peer = None  # type: tuple | None  # (ip, port) of the first frame, or given at SCON
-        self.head = None  # TCP: "{sid,ip,port," from its first frame, which every later one repeats
+        # TCP: "{sid,ip,port," from its first frame, which every later one repeats. A UDP
+        # client: its remote's, which a scan's frames must name (see Engine.frame).
+        self.head = None  # type: bytes | None
         self.rx = ring  # Ring of received payload; None for listeners
         self.rx_bytes = 0
         self.tx_bytes = 0
