@@ -38,6 +38,14 @@ async def started(sup):
 _SCAN_HEAD = b"Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel\r\n"
 
 
+DOWN = b"Down////00:08:DC:11:22:33/31/0"  # WSTAT's row while the module is on no network
+
+
+def wstat(row):
+    """AT+WSTAT's answer, with ``row``."""
+    return b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\n" + row + b"\r\n[OK]\r\n"
+
+
 async def scan(engine, module, rows, listed=()):
     """``WiFi.scan`` of ``rows`` (between the module's header and its [OK]); ``listed``: the
     module's socket list, for the check that follows SSID text read as an event."""
@@ -59,10 +67,7 @@ def test_scan_and_status_take_an_ssid_that_is_not_utf8_or_holds_a_slash():
     async def main():
         module = ok_module()
         engine, _ = engine_with(module)
-        module.replies[b"AT+WSTAT"] = (
-            b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\n"
-            b"STA/Caf\xe9/Home/192.168.1.23/192.168.1.1/00:08:DC:11:22:33/31/45\r\n[OK]\r\n"
-        )
+        module.replies[b"AT+WSTAT"] = wstat(b"STA/Caf\xe9/Home/192.168.1.23/192.168.1.1/00:08:DC:11:22:33/31/45")
         found = await scan(engine, module, (
             b"001/Caf\xe9/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6\r\n"
             b"002/Z\xc3\xbcrich/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
@@ -125,8 +130,9 @@ def test_a_link_down_inside_an_ssid_is_found_by_the_status_after_the_scan_and_re
         sup = Supervisor(Net(engine), wifi, join=("station", "MyAP", "k" * 8, ""))
         task = asyncio.create_task(sup.run())
         await started(sup)
-        module.replies[b"AT+WSTAT"] = b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\nDown////00:08:DC:11:22:33/31/0\r\n[OK]\r\n"
-        found = await scan(engine, module, b"001/My\r\n[Link-Down Event]\r\nAP/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n")
+        module.replies[b"AT+WSTAT"] = wstat(DOWN)
+        rows = b"001/My\r\n[Link-Down Event]\r\nAP/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
+        found = await scan(engine, module, rows)
         eq([n["ssid"] for n in found], ["My\n[Link-Down Event]\nAP"])
         await asyncio.sleep(0.05)
         eq((sup.state, engine.wifi["state"], module.commands.count(b"AT+WJOIN")), ("up", "up", 2))
@@ -208,10 +214,7 @@ def test_join_then_status():
     async def main():
         module = ok_module()
         engine, _ = engine_with(module)
-        module.replies[b"AT+WSTAT"] = (
-            b"IF/SSID/IP-Addr/Gateway/MAC/TxPower(dBm)/RSSI(-dBm)\r\n"
-            b"STA/MyAP/192.168.1.23/192.168.1.1/00:08:DC:11:22:33/31/45\r\n[OK]\r\n"
-        )
+        module.replies[b"AT+WSTAT"] = wstat(b"STA/MyAP/192.168.1.23/192.168.1.1/00:08:DC:11:22:33/31/45")
         wifi = WiFi(engine)
         eq(await wifi.join("MyAP", "secret99"), "192.168.1.23")
         eq(module.commands[:4], [b"AT+WSET=0,MyAP", b"AT+WSEC=0,,secret99", b"AT+WNET=1", b"AT+WJOIN"])
@@ -285,6 +288,52 @@ def test_supervisor_rejoins_after_link_down_with_backoff():
         await asyncio.sleep(1.1)  # the first backoff is 1 s
         eq((sup.state, engine.wifi["state"]), ("up", "up"))
         eq([k for k in module.commands if k == b"AT+WJOIN"], [b"AT+WJOIN"] * 3)
+        task.cancel()
+        engine.stop()
+
+    run(main())
+
+
+def test_a_link_down_lost_to_noise_is_found_by_an_scon_or_the_quiet_probe_and_rejoined():
+    # "[Link-Dxwn Event]": the supervisor, which rejoins on that event only, never heard of
+    # it, and the board stayed off the network until it restarted. The module's own word
+    # finds it: an SCON's [ERROR: WiFi Status], or WSTAT when the UART has gone quiet.
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        link = ["up"]  # the module's
+        rows = {"up": b"STA/MyAP/10.0.0.5/10.0.0.1/00:08:DC:11:22:33/31/45", "down": DOWN}
+        module.replies[b"AT+WSTAT"] = lambda cmd: wstat(rows[link[0]])
+
+        def join(cmd):
+            link[0] = "up"
+            return JOINED
+
+        module.replies[b"AT+WJOIN"] = join
+        net = Net(engine)
+        heard = []
+        net.listeners.append(lambda kind, arg: heard.append(kind))
+        sup = Supervisor(net, WiFi(engine), join=("station", "MyAP", "k" * 8, ""), probe_ms=50)
+        task = asyncio.create_task(sup.run())
+        await started(sup)
+        module.replies[b"AT+SCON=O,TCN"] = b"[ERROR: WiFi Status]\r\n"
+        link[0] = "down"
+        module.uart.emit(b"\r\n[Link-Dxwn Event]\r\n")
+        await fails(engine.open_socket(TCP, "10.0.0.2", 80), 5)
+        eq(engine.wifi["state"], "down")  # at once: the SCON's answer said so, not a probe
+        for _ in range(100):
+            if module.commands.count(b"AT+WJOIN") == 2 and sup.state == "up":
+                break
+            await asyncio.sleep(0.01)
+        eq((sup.state, engine.wifi["state"], module.commands.count(b"AT+WJOIN")), ("up", "up", 2))
+        link[0] = "down"
+        module.uart.emit(b"\r\n[Link-Dxwn Event]\r\n")  # and nothing more: the UART goes quiet
+        for _ in range(50):
+            if module.commands.count(b"AT+WJOIN") == 3:
+                break
+            await asyncio.sleep(0.02)
+        eq((module.commands.count(b"AT+WSTAT") > 0, module.commands.count(b"AT+WJOIN")), (True, 3))
+        eq(heard.count(P.LINK_DOWN), 2)
         task.cancel()
         engine.stop()
 

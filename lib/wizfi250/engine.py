@@ -531,6 +531,10 @@ class Engine:
             if tx.final != P.OK:
                 if tx.final == P.SEND_ERROR:
                     self.counters["send_errors"] += 1
+                elif self.wifi["state"] == "up" and tx.text.upper() == b"[ERROR: WIFI STATUS]":
+                    # The module is not on a network (an SCON's answer): its Link-Down was
+                    # lost (to line noise, or read as an SSID's text). The supervisor rejoins.
+                    self._wifi_event(P.LINK_DOWN, None, tx.text)
                 raise OSError(_errno(tx), text(tx.text))
         finally:
             self.tx = None

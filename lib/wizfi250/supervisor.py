@@ -9,8 +9,10 @@ is set up again, the network re-joined and every server re-opened. A
 After a command timed out, the next probe compares the socket table with
 the module's own list (``resync_table``). A UART that stays silent is
 probed with ``AT``; a module that does not answer three probes is treated
-as reset. Once the driver itself is stopped
-(``ECONNABORTED``) ``run`` ends: retrying could only spin.
+as reset, and one that does is asked for its link (``WiFi.status``): a
+Link-Down lost to line noise would leave the network down for good. Once
+the driver itself is stopped (``ECONNABORTED``) ``run`` ends: retrying
+could only spin.
 """
 
 import asyncio
@@ -77,10 +79,18 @@ class Supervisor:
         for _ in range(3):
             try:
                 await engine.command(b"AT", 1000)
-                return
             except OSError:
                 if engine.restarting:
                     return  # a restart was seen meanwhile: its event asked for the restore
+                continue
+            if self.join is not None:
+                # Quiet: perhaps its link is down and the Link-Down was lost to line
+                # noise. status() tells the engine, and so this, if it is.
+                try:
+                    await self.wifi.status()
+                except OSError:
+                    pass  # it answered AT: alive, whatever this answer was
+            return
         engine.lost("module silent")
         self._reinit = True
         self._need.set()

@@ -41,14 +41,25 @@ class WiFi:
         await self.engine.command(b"AT+WLEAVE", 15000)
 
     async def status(self):
-        """WSTAT as a dict: mode ('station', 'ap' or 'down'), ssid, ip, gateway, mac, rssi (dBm)."""
-        for line in await self.engine.command(b"AT+WSTAT"):
+        """WSTAT as a dict: mode ('station', 'ap' or 'down'), ssid, ip, gateway, mac, rssi (dBm).
+
+        The engine's link state then follows the module's word. A Link-Down lost to
+        line noise, or read as an SSID's text in a scan, left the supervisor, which
+        rejoins on that event, taking the network for up for good."""
+        engine = self.engine
+        for line in await engine.command(b"AT+WSTAT"):
             fields = text(line).split("/")
             if len(fields) >= 7 and fields[0] in ("STA", "AP", "Down"):
+                mode = {"STA": "station", "AP": "ap"}.get(fields[0], "down")
+                up = mode != "down"
+                if up != (engine.wifi["state"] == "up"):
+                    if up:
+                        engine.wifi["ip"], engine.wifi["gateway"] = fields[-5], fields[-4]
+                    engine._wifi_event(P.LINK_UP if up else P.LINK_DOWN, None, line)
                 # Counted from the end: an SSID may hold a '/' ("Home/Office").
                 rssi = fields[-1].strip()
                 return {
-                    "mode": {"STA": "station", "AP": "ap"}.get(fields[0], "down"),
+                    "mode": mode,
                     "ssid": "/".join(fields[1:-5]), "ip": fields[-5], "gateway": fields[-4], "mac": fields[-3],
                     "rssi": -int(rssi) if rssi.isdigit() else None,
                 }  # fmt: skip
@@ -66,16 +77,10 @@ class WiFi:
         if engine.counters["air"] != air:
             # An event, or what looked like one, was taken as an SSID's text. If it was
             # a real one, the module's word says so: its socket list (a client came or
-            # went) and its link. A Link-Down lost there would leave the supervisor,
-            # which rejoins only on the event, believing the network up for good.
+            # went) and its link (status).
             try:
                 await engine.resync_table()
-                now = await self.status()
-                up = now["mode"] != "down"
-                if up != (engine.wifi["state"] == "up"):
-                    if up:
-                        engine.wifi["ip"], engine.wifi["gateway"] = now["ip"], now["gateway"]
-                    engine._wifi_event(P.LINK_UP if up else P.LINK_DOWN, None, b"")
+                await self.status()
             except OSError:
                 pass  # timed out: the supervisor's probe looks again (it counts timeouts)
         return found
