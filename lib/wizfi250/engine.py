@@ -304,7 +304,7 @@ class Engine:
             sock.local_port = local_port
             if port and sock.head is None:  # else its first frame named the peer, as the module spells it
                 sock.peer = (host, port)
-                if kind == UDP:  # its datagrams come from its remote, mostly: see frame()
+                if kind == UDP and host:  # a client: its datagrams come from its remote, mostly (frame())
                     sock.head = b"{%d,%s,%d," % (sock.sid, host.encode(), port)
             return sock
 
