@@ -35,6 +35,14 @@ async def started(sup):
     eq(sup.state, "up")
 
 
+async def supervising(engine, net=None, join=("station", "MyAP", "k" * 8, ""), probe_ms=10000):
+    """A supervisor of ``engine`` running in its own task, once its first restore is done."""
+    sup = Supervisor(net or Net(engine), WiFi(engine), join=join, probe_ms=probe_ms)
+    task = asyncio.create_task(sup.run())
+    await started(sup)
+    return sup, task
+
+
 _SCAN_HEAD = b"Index/SSID/BSSID/RSSI(-dBm)/MaxDataRate(Mbps)/Security/RadioBand(GHz)/Channel\r\n"
 
 
@@ -126,10 +134,7 @@ def test_a_link_down_inside_an_ssid_is_found_by_the_status_after_the_scan_and_re
     async def main():
         module = ok_module()
         engine, _ = engine_with(module)
-        wifi = WiFi(engine)
-        sup = Supervisor(Net(engine), wifi, join=("station", "MyAP", "k" * 8, ""))
-        task = asyncio.create_task(sup.run())
-        await started(sup)
+        sup, task = await supervising(engine)
         module.replies[b"AT+WSTAT"] = wstat(DOWN)
         rows = b"001/My\r\n[Link-Down Event]\r\nAP/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
         found = await scan(engine, module, rows)
@@ -254,9 +259,7 @@ def test_supervisor_restores_service_after_a_module_reset():
         module = ok_module()
         engine, _ = engine_with(module)
         net = Net(engine)
-        sup = Supervisor(net, WiFi(engine), join=("station", "MyAP", "secret99", ""))
-        task = asyncio.create_task(sup.run())
-        await started(sup)
+        sup, task = await supervising(engine, net, ("station", "MyAP", "secret99", ""))
         await net.start_server(lambda r, w: None, 80)
         eq(engine.table[0].kind, LISTENER)
         module.commands.clear()
@@ -277,9 +280,7 @@ def test_supervisor_rejoins_after_link_down_with_backoff():
     async def main():
         module = ok_module()
         engine, _ = engine_with(module)
-        sup = Supervisor(Net(engine), WiFi(engine), join=("station", "MyAP", "k" * 8, ""))
-        task = asyncio.create_task(sup.run())
-        await started(sup)
+        sup, task = await supervising(engine)
         module.replies[b"AT+WJOIN"] = b"Joining : MyAP\r\nFailed to join: MyAP\r\n[ERROR]\r\n"
         module.uart.emit(b"\r\n[Link-Down Event]\r\n")
         await asyncio.sleep(0.05)
@@ -313,9 +314,7 @@ def test_a_link_down_lost_to_noise_is_found_by_an_scon_or_the_quiet_probe_and_re
         net = Net(engine)
         heard = []
         net.listeners.append(lambda kind, arg: heard.append(kind))
-        sup = Supervisor(net, WiFi(engine), join=("station", "MyAP", "k" * 8, ""), probe_ms=50)
-        task = asyncio.create_task(sup.run())
-        await started(sup)
+        sup, task = await supervising(engine, net, probe_ms=50)
         module.replies[b"AT+SCON=O,TCN"] = b"[ERROR: WiFi Status]\r\n"
         link[0] = "down"
         module.uart.emit(b"\r\n[Link-Dxwn Event]\r\n")
@@ -377,9 +376,7 @@ async def probing_supervisor():
     """A supervisor that probes a quiet module every 50 ms, once it is up."""
     module = ok_module()
     engine, _ = engine_with(module)
-    sup = Supervisor(Net(engine), WiFi(engine), join=None, probe_ms=50)
-    task = asyncio.create_task(sup.run())
-    await started(sup)
+    sup, task = await supervising(engine, join=None, probe_ms=50)
     return module, engine, sup, task
 
 
