@@ -187,7 +187,7 @@ async def bring_up(config, transport):
     # old one's handler may still hold its ring (with 8, one soak of 1,000 requests at
     # 128K in ten lost a connection for want of one). 1 KB rings receive as fast as
     # 2 KB ones (0.98 of the line rate at 921600) and hold a browser's request head;
-    # 512-byte ones do not (see the README, "Heap after gc").
+    # 512-byte ones do not (see docs/performance.md, "Heap after gc").
     # Collected first, the garbage of start-up (imports, the configuration) leaves
     # room low in the heap for these long-lived buffers, not holes between them:
     # six downloads then run at 152K, where they failed for fragmentation.

@@ -273,7 +273,7 @@ def test_the_firmware_serving_from_romfs_keeps_its_names_below_the_qstr_cliff(tm
     # MicroPython interns names (qstrs) in pools that double in size: the sixth, made at
     # the 621st, takes 7 KB of heap for good (64-bit unix port), a twentieth of a board's
     # 128K. Nothing else notices a change that crosses it: the firmware still serves,
-    # with less room (README, "The qstr cliff").
+    # with less room (docs/performance.md, "The qstr cliff").
     www = os.path.join(ROOT, "www")
     fw = Firmware(tmp_path, heap="128K", romfs=True, root=www, script=os.path.join(ROOT, "tools", "bench", "heap_fw.py"))
     try:
