@@ -789,11 +789,15 @@ class Engine:
 
     def _wifi_event(self, kind, arg, text):
         wifi = self.wifi
-        if kind == P.LINK_UP:
-            wifi["state"] = "up"
-        elif kind == P.LINK_DOWN:
-            wifi["state"] = "down"
-            wifi["ip"] = wifi["gateway"] = ""
+        if kind == P.LINK_UP or kind == P.LINK_DOWN:
+            state = "up" if kind == P.LINK_UP else "down"
+            if wifi["state"] == state:
+                # Heard already: WSTAT or an SCON's error told of it before the module's
+                # own event came, or the module had not been set up. One change, one event.
+                return
+            wifi["state"] = state
+            if kind == P.LINK_DOWN:
+                wifi["ip"] = wifi["gateway"] = ""
         elif kind == P.IP_ADDR:
             wifi["ip"] = arg
         elif kind == P.GATEWAY:
