@@ -71,6 +71,7 @@ def make_app(engine, net, wifi, supervisor, started, root, transcript=None, save
         counters = engine.stats()
         counters.update(app.counters)
         counters["idle_closed"] = net.counters["idle_closed"]
+        counters["recoveries"] = supervisor.recoveries
         counters["accepted"] = counters["refused"] = handlers = 0  # handlers: running now, this one among them
         for server in net.servers:
             counters["accepted"] += server.accepted

@@ -270,6 +270,7 @@ def test_supervisor_restores_service_after_a_module_reset():
                              b"AT+WSET=0,MyAP", b"AT+WSEC=0,,secret99", b"AT+WNET=1", b"AT+WJOIN",
                              b"AT+SCON=O,TSN,,,80,0"])  # fmt: skip
         eq((engine.wifi["state"], engine.table[0].kind, engine.counters["resets"]), ("up", LISTENER, 2))  # with the start's
+        eq(sup.recoveries, 2)  # the Link-Down before the banner is no restore of its own
         task.cancel()
         engine.stop()
 
@@ -287,7 +288,7 @@ def test_supervisor_rejoins_after_link_down_with_backoff():
         eq(sup.state[:8], "retrying")
         module.replies[b"AT+WJOIN"] = JOINED
         await asyncio.sleep(1.1)  # the first backoff is 1 s
-        eq((sup.state, engine.wifi["state"]), ("up", "up"))
+        eq((sup.state, engine.wifi["state"], sup.recoveries), ("up", "up", 2))
         eq([k for k in module.commands if k == b"AT+WJOIN"], [b"AT+WJOIN"] * 3)
         task.cancel()
         engine.stop()

@@ -226,6 +226,7 @@ def test_chaos_1000_requests_six_clients_three_resets(tmp_path):
     assert len(outside) <= did["send_errors"], outside
     assert quiet <= LIVENESS_GAP_S, silences
     assert status["wifi"]["supervisor"] == "up"
+    assert status["counters"]["recoveries"] >= 1 + RESETS  # start-up, then each reset
     assert ok >= CHAOS_REQUESTS * 0.9
 
 

@@ -102,8 +102,13 @@ class Supervisor:
                 if self._reinit:
                     self.state = "initialising"
                     restart, self._restart = self._restart, False  # once: a retry must not restart it again
+                    resets = self.engine.counters["resets"] + restart  # its AT+MRESET's banner counts one
                     await self.engine.init(restart)
-                    self._reinit = False
+                    # A restart beyond the one init asked for may have left the module half
+                    # set up: again. Else the events of this one are answered: no second pass.
+                    self._reinit = self.engine.counters["resets"] > resets
+                    if not self._reinit:
+                        self._need.clear()
                 if self.join is not None and self.engine.wifi["state"] != "up":
                     self.state = "joining " + self.join[1]
                     if self.join[0] == "ap":

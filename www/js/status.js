@@ -43,6 +43,7 @@
     unknown_line: "Lines the parser did not recognise",
     stray: "Events for sockets in an unexpected state",
     resets: "Module resets seen",
+    recoveries: "Times the supervisor restored service",
     overflow: "Sockets ended because their ring stayed full",
     discarded: "Bytes discarded with an ended socket",
     adopted: "Open sockets adopted (data before any [CONNECT])",
