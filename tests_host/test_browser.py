@@ -1,6 +1,7 @@
 """Headless Chromium loads every page of www/ through the emulator, three browsers at once,
 while the firmware's TCP client and UDP services run beside the web server."""
 
+import json
 import os
 import pathlib
 import threading
@@ -56,7 +57,25 @@ def browse(fw, failures, loaded, screenshot=None):
             page.goto(fw.url("/status.html"), wait_until="networkidle")
             page.wait_for_timeout(2500)  # let one status poll fill the page
             page.screenshot(path=screenshot, full_page=True)
+            counters(fw, page, failures)
         browser.close()
+
+
+def counters(fw, page, failures):
+    """The status page explains every counter the firmware reports, and flags none of a
+    healthy start: one reset (the firmware's own restart of the module) is no trouble."""
+    rows = page.eval_on_selector_all(
+        "#counter-rows tr", "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))"
+    )
+    reported = set(json.loads(fw.get("/api/status")[2])["counters"])
+    shown = {row[0]: row for row in rows}
+    if set(shown) != reported:
+        failures.append(("counters shown", sorted(set(shown) ^ reported)))
+    unexplained = sorted(name for name, row in shown.items() if not row[1])
+    if unexplained:
+        failures.append(("counters the page does not explain", unexplained))
+    if shown.get("resets", [""] * 3)[2] != "1":
+        failures.append(("resets after a healthy start", shown.get("resets")))
 
 
 def test_three_browsers_load_every_page_and_resource_byte_for_byte(firmware):

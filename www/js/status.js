@@ -41,11 +41,16 @@
     overlong: "Lines over 256 bytes (cut and skipped)",
     bad_trailer: "Frames without their CRLF trailer",
     unknown_line: "Lines the parser did not recognise",
-    stray: "Events for sockets in an unexpected state",
-    resets: "Module resets seen",
+    stray: "Final lines and SSEND prompts no command was waiting for",
+    air: "Lines and frame headers a scan printed inside a network's name",
+    resets: "Module resets seen (one is the firmware's own, at start-up)",
+    cut_frame: "Frames the module stopped sending halfway (a restart)",
     recoveries: "Times the supervisor restored service",
     overflow: "Sockets ended because their ring stayed full",
     discarded: "Bytes discarded with an ended socket",
+    udp_dropped: "Datagrams dropped: their socket's buffer was full",
+    no_memory: "Lines and frames lost: no heap to handle them",
+    no_memory_reads: "UART reads retried: no heap for the read",
     adopted: "Open sockets adopted (data before any [CONNECT])",
     accepted: "Browser connections accepted",
     refused: "Connections refused: no handler came free",
@@ -53,9 +58,10 @@
     request_retries: "Requests that waited for heap",
     busy: "Requests answered 503: no heap"
   };
-  // Counters that mean trouble when they are not zero.
-  var WORRYING = { timeouts: 1, send_errors: 1, bad_header: 1, overlong: 1, bad_trailer: 1,
-                   resets: 1, overflow: 1, discarded: 1, refused: 1, busy: 1 };
+  // Counters that mean trouble above these values: resets counts the firmware's own
+  // restart of the module at start-up.
+  var WORRYING = { timeouts: 0, send_errors: 0, bad_header: 0, overlong: 0, bad_trailer: 0,
+                   resets: 1, cut_frame: 0, overflow: 0, discarded: 0, no_memory: 0, refused: 0, busy: 0 };
 
   function $(id) { return document.getElementById(id); }
 
@@ -259,7 +265,7 @@
       var shown = isNum(v) ? (/bytes$/.test(k) ? bytes(v) : int(v)) :
         (isObj(v) || Array.isArray(v) ? JSON.stringify(v) : str(v));
       var td = cell(tr, shown, "num");
-      if (WORRYING[k] && isNum(v) && v > 0) td.appendChild(tag("check", false));
+      if (k in WORRYING && isNum(v) && v > WORRYING[k]) td.appendChild(tag("check", false));
       tbody.appendChild(tr);
     });
   }
