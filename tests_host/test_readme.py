@@ -1,0 +1,96 @@
+"""The README's driver example ("Using the driver") runs as written, under the MicroPython
+unix port against the emulator: only the board's UART and the world's addresses are swapped
+for the emulator's, so an example that no longer works fails here, not for a reader."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from emu_support import Running, free_port
+from mpy import MICROPYTHON, ROOT
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def example():
+    text = (pathlib.Path(ROOT) / "README.md").read_text()
+    section = text.split("\n## Using the driver\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def swap(code, old, new):
+    assert code.count(old) == 1, "the README's example changed: %r is gone, update this test" % old
+    return code.replace(old, new)
+
+
+def serve_once(server, body):
+    """The 'example.com' of the example: one HTTP/1.0 answer (the emulator takes every
+    name for this host)."""
+    conn, _ = server.accept()
+    with conn:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += conn.recv(1024)
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + body)
+
+
+def ask(port, request, attempts=100):
+    """``request`` to 127.0.0.1:``port`` once something answers there; the whole reply."""
+    for _ in range(attempts):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(request)
+                reply = b""
+                while True:
+                    data = s.recv(1024)
+                    if not data:
+                        return reply
+                    reply += data
+        except OSError:
+            time.sleep(0.1)  # the module's server is not open yet
+    raise AssertionError("nothing answered on port %d" % port)
+
+
+def test_the_readme_driver_example_serves_fetches_and_echoes(tmp_path):
+    http, udp = free_port(), free_port()
+    module = Running(baud=0, ports={80: http, 5007: udp}, ap=("MyAP", "secret99"))
+    world = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=serve_once, args=(world, b"a page of the world"), daemon=True).start()
+    code = example()
+    code = swap(code, "from wizfi250.transport import machine_uart", "from wizfi250.transport import open_device")
+    code = swap(code, "machine_uart(1, baud=921600, tx=4, rx=5, rts=7, cts=6, flow=True)", "open_device(%r)" % module.emu.serial_path)
+    code = swap(code, 'open_connection("example.com", 80)', 'open_connection("example.com", %d)' % world.getsockname()[1])
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    env = dict(os.environ, MICROPYPATH=".frozen:" + os.path.join(ROOT, "lib"))
+    proc = subprocess.Popen([MICROPYTHON, str(script)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert ask(http, b"GET / HTTP/1.0\r\n\r\n") == b"HTTP/1.0 200 OK\r\n\r\nhello\r\n"
+        echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        echo.settimeout(0.2)
+        for _ in range(150):  # until the example has opened its UDP socket
+            echo.sendto(b"ping", ("127.0.0.1", udp))
+            try:
+                reply = echo.recv(64)
+                break
+            except OSError:
+                continue
+        else:
+            reply = None
+        echo.close()
+        assert reply == b"ping"
+        out = proc.communicate(timeout=30)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        world.close()
+        module.close()
+    assert proc.returncode == 0, out
+    assert "'mode': 'station'" in out and "'ssid': 'MyAP'" in out, out  # wifi.status()
+    assert "'bssid'" in out, out  # wifi.scan()
+    assert "a page of the world" in out, out  # the client's fetch
