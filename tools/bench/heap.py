@@ -31,7 +31,7 @@ def smallest(baud=921600, sizes=(128, 136, 144, 152, 160, 176, 192, 256)):
         try:
             return dict(measure(baud, "%dK" % kb), heap_kb=kb)
         except Exception as e:  # the firmware ran out of memory: a reset, a short read, a timeout
-            print("heap %dK: %s" % (kb, e if len(str(e)) < 200 else str(e)[-200:]), flush=True)
+            print("heap %dK: %s" % (kb, e), flush=True)
     raise RuntimeError("no heap up to %dK served six downloads" % sizes[-1])
 
 

@@ -69,7 +69,10 @@ class Stack:
                 threading.Thread(target=self._collect, daemon=True).start()
                 return
         self.close()
-        raise RuntimeError("firmware exited: %r" % [line for _, line in self.lines])
+        # Its last word (a MemoryError, say) and where it was raised: a table's line, not a dump.
+        said = [line.decode("latin-1").strip() for _, line in self.lines]
+        where = [s for s in said if s.startswith("File ")]
+        raise RuntimeError("firmware exited: %s%s" % (said[-1] if said else "nothing printed", " (%s)" % where[-1] if where else ""))
 
     def _collect(self):
         # Keep reading: a firmware blocked on a full stdout pipe would stall.
