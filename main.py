@@ -48,7 +48,7 @@ def open_transport(uart, path=None):
     from wizfi250 import transport
 
     if path or uart.get("path"):
-        return transport.open_device(path or uart["path"], uart["baud"])
+        return transport.open_device(path or uart["path"], uart["baud"], uart.get("flow", False))
     return transport.machine_uart(
         uart.get("id", 1), uart["baud"], uart.get("tx"), uart.get("rx"),
         uart.get("rts"), uart.get("cts"), uart.get("flow", False), uart.get("rxbuf", 2048),

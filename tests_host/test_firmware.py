@@ -7,8 +7,10 @@ import hashlib
 import http.client
 import json
 import os
+import select
 import socket
 import subprocess
+import termios
 import threading
 import time
 import urllib.error
@@ -337,6 +339,36 @@ def test_a_uart_that_goes_away_before_the_module_answered_ends_in_one_line(tmp_p
         proc.kill()
     assert proc.returncode == 1, out
     assert "wizfi250: stopped: [Errno 5] EIO: UART closed" in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("flow", [True, False])
+def test_the_configured_flow_control_is_set_on_a_serial_device(tmp_path, flow):
+    # "flow": true switched RTS/CTS on for machine.UART only. On a PC with a USB adapter the
+    # setting did nothing, and at 921600 the adapter's buffer overran: frames lost bytes.
+    master, slave = os.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[2] = attrs[2] & ~termios.CRTSCTS if flow else attrs[2] | termios.CRTSCTS  # the other way first
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    build = tmp_path / "mpy"
+    tools_build.build(str(build))
+    (tmp_path / "config.json").write_text(json.dumps({
+        "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
+        "uart": {"baud": 921600, "flow": flow}, "http": {"port": 80},
+    }))  # fmt: skip
+    env = dict(os.environ, MICROPYPATH=".frozen:%s" % build, WIZFI_CONFIG=str(tmp_path / "config.json"))
+    cmd = [MICROPYTHON, os.path.join(ROOT, "main.py"), "--uart", os.ttyname(slave)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):  # until it has opened the device and asked the module something
+            if select.select([master], [], [], 0.1)[0]:
+                break
+        attrs = termios.tcgetattr(slave)
+    finally:
+        proc.kill()
+        proc.communicate()
+        os.close(slave)
+        os.close(master)
+    assert (bool(attrs[2] & termios.CRTSCTS), attrs[4]) == (flow, termios.B921600)
 
 
 def test_link_down_is_followed_by_a_rejoin(firmware):

@@ -97,11 +97,13 @@ def machine_uart(uart_id, baud=115200, tx=None, rx=None, rts=None, cts=None, flo
     return StreamTransport(UART(uart_id, **kw))
 
 
-def open_device(path, baud=None):
+def open_device(path, baud=None, flow=False):
     """A ``StreamTransport`` over a serial device (the unix port: a pty or a USB adapter).
 
     The device is set raw with VMIN=0/VTIME=0 so reads never block the event
-    loop: a blocking tty read would stall every task.
+    loop: a blocking tty read would stall every task. ``flow`` switches RTS/CTS
+    on or off, as ``machine_uart`` does on a board: without it a USB adapter's
+    buffer overruns at high rates and frames lose bytes.
     """
     import termios
 
@@ -114,5 +116,7 @@ def open_device(path, baud=None):
     if baud:
         speed = getattr(termios, "B%d" % baud)
         attrs[4] = attrs[5] = speed
+    # Linux's CRTSCTS: the unix port's termios names none (and CPython never runs this).
+    attrs[2] = attrs[2] | 0x80000000 if flow else attrs[2] & ~0x80000000
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
     return StreamTransport(f, hangup_ends=True)
