@@ -3,7 +3,9 @@
     cd build/mp && MICROPYPATH=.frozen:. micropython -X heapsize=64K -m mp_runner cases_parser [test ...]
 
 (with the driver and these modules compiled to .mpy in build/mp: compiling
-the sources themselves would not fit in 64 KB).
+the sources themselves would not fit in 64 KB). ``--circuitpython`` first
+takes CircuitPython's path through the driver (its asyncio library must come
+first on MICROPYPATH; see test_micropython.py).
 
 Prints ``PASS name`` or ``FAIL name: error`` per test, then a summary line;
 exits 1 if any failed. ``test_micropython.py`` runs this from pytest.
@@ -38,4 +40,12 @@ def main(module, names):
     sys.exit(1 if failed else 0)
 
 
-main(sys.argv[1], sys.argv[2:])
+args = sys.argv[1:]
+if args[0] == "--circuitpython":
+    # stream.py picks by sys.implementation.name, which is "micropython" here: on
+    # CircuitPython a wait is its asyncio's Event.wait, not MicroPython's internals.
+    import wizfi250.stream
+
+    wizfi250.stream._core = None
+    args = args[1:]
+main(args[0], args[1:])
