@@ -116,7 +116,9 @@ def open_device(path, baud=None, flow=False):
     if baud:
         speed = getattr(termios, "B%d" % baud)
         attrs[4] = attrs[5] = speed
-    # Linux's CRTSCTS: the unix port's termios names none (and CPython never runs this).
-    attrs[2] = attrs[2] | 0x80000000 if flow else attrs[2] & ~0x80000000
+    # Linux's CRTSCTS, bit 31: the unix port's termios names none. Shifted when run: as a
+    # literal, a 32-bit port without long ints could not even load this module's .mpy.
+    bit = 31
+    attrs[2] = attrs[2] | 1 << bit if flow else attrs[2] & ~(1 << bit)
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
     return StreamTransport(f, hangup_ends=True)
