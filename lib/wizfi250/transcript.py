@@ -52,10 +52,12 @@ class Transcript:
             self.count -= 1
             self.drops = (self.drops + 1) & _WRAP
         at = (self.oldest + self.used) % size
-        ms = ticks_diff(ticks_ms(), self.start) & 0xFFFFFFFF
+        # Its low 32 bits, byte by byte: a 0xFFFFFFFF mask is a long int on a 32-bit port
+        # (a heap block per record, and no loading at all without long-int support).
+        ms = ticks_diff(ticks_ms(), self.start)
         # Seven stores, no tuple or loop: this runs for every UART read and write.
         buf[at] = direction
-        buf[(at + 1) % size] = ms >> 24
+        buf[(at + 1) % size] = ms >> 24 & 255
         buf[(at + 2) % size] = ms >> 16 & 255
         buf[(at + 3) % size] = ms >> 8 & 255
         buf[(at + 4) % size] = ms & 255
