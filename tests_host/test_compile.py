@@ -13,7 +13,7 @@ FILES += [name for name in ("main.py", "boot.py") if os.path.exists(os.path.join
 
 # A .mpy stores an int that is no small int on a 32-bit port (31 bits, signed) as an object:
 # tag 7, its length, its digits. A port without long ints cannot load it, and on one with
-# them every use of it allocates. 2**30 has ten digits.
+# them every use of it is long-int arithmetic. 2**30 has ten digits.
 LONG_INT = re.compile(rb"\x07([\x0a-\x7f])(-?[0-9]{10,})")
 
 
