@@ -15,6 +15,7 @@ from microdot import Response
 from wizfi250.compat import ticks_diff, ticks_ms
 from wizfi250.engine import ECONNABORTED, Engine
 from wizfi250.net import Net
+from wizfi250.parser import ERROR_NAMES
 from wizfi250.sockets import KIND_NAMES
 from wizfi250.supervisor import Supervisor
 from wizfi250.web import App, Pieces, http_handler, static_file
@@ -61,34 +62,11 @@ def make_app(engine, net, wifi, supervisor, started, root, transcript=None, save
 
     @app.route("/api/status")
     async def status(request):
-        # Sent in pieces, one per socket: the whole document as one string needs
-        # 1.5 KB in one block twice over (the text, then its bytes), which a busy,
-        # fragmented heap can refuse (seen as a 500 in the soak).
-        info = dict(engine.wifi)
-        info["mode"] = wifi.mode
-        info["rssi"] = None
-        info["supervisor"] = supervisor.state
-        counters = engine.stats()
-        counters.update(app.counters)
-        counters["idle_closed"] = net.counters["idle_closed"]
-        counters["recoveries"] = supervisor.recoveries
-        counters["accepted"] = counters["refused"] = handlers = 0  # handlers: running now, this one among them
-        for server in net.servers:
-            counters["accepted"] += server.accepted
-            counters["refused"] += server.refused
-            handlers += server.active
-        head = {"uptime_s": ticks_diff(ticks_ms(), started) // 1000, "wifi": info, "handlers": handlers,
-                "counters": counters, "heap_free": _heap_free(request.args.get("gc"))}  # fmt: skip
-        pieces = [json.dumps(head)[:-1] + ', "sockets": [']
-        for sock in engine.table:
-            if sock is not None:
-                pieces.append(("" if len(pieces) == 1 else ", ") + json.dumps({
-                    "sid": sock.sid, "kind": KIND_NAMES[sock.kind], "state": "open" if sock.open else "closed",
-                    "peer": "%s:%d" % sock.peer if sock.peer else "", "local_port": sock.local_port,
-                    "rx_bytes": sock.rx_bytes, "tx_bytes": sock.tx_bytes,
-                }))  # fmt: skip
-        pieces.append("]}")
-        return Response(Pieces(pieces), headers={"Content-Type": "application/json"})
+        # The collection first, here: a route that finds no heap is answered 503 (and
+        # what follows has the most room), while a body cut short could not be.
+        free = _heap_free(request.args.get("gc"))
+        report = status_pieces(engine, net, wifi, supervisor, app, started, free)
+        return Response(Pieces(report), headers={"Content-Type": "application/json"})
 
     if transcript is not None:
         transcript.add_routes(app, save_to)
@@ -166,6 +144,42 @@ async def run_forever(coro_fn, *args):
         except MemoryError:
             pass  # no heap for it now (six downloads at a small heap): it ended; try again
         await asyncio.sleep(1)
+
+
+def status_pieces(engine, net, wifi, supervisor, app, started, free):
+    """/api/status's JSON, made a small piece at a time as it is sent. Under load a
+    fragmented 128K heap refused the blocks of the whole document (the merged counters'
+    dict, the head as one 650-byte string) for seconds on end: 503s to a monitor."""
+    handlers = accepted = refused = 0  # handlers: running now, this one among them
+    for server in net.servers:
+        accepted += server.accepted
+        refused += server.refused
+        handlers += server.active
+    yield '{"uptime_s": %d, "handlers": %d, "heap_free": %s, "wifi": ' % (
+        ticks_diff(ticks_ms(), started) // 1000, handlers, json.dumps(free))
+    info = dict(engine.wifi)
+    info["mode"] = wifi.mode
+    info["rssi"] = None
+    info["supervisor"] = supervisor.state
+    yield json.dumps(info)
+    yield ', "counters": {"idle_closed": %d, "recoveries": %d, "accepted": %d, "refused": %d' % (
+        net.counters["idle_closed"], supervisor.recoveries, accepted, refused)
+    for counters in (engine.counters, app.counters):
+        for name in counters:
+            yield ', "%s": %d' % (name, counters[name])
+    for name, count in zip(ERROR_NAMES, engine.parser.errors):
+        yield ', "%s": %d' % (name, count)
+    yield '}, "sockets": ['
+    comma = ""
+    for sock in engine.table:
+        if sock is not None:
+            yield comma + json.dumps({
+                "sid": sock.sid, "kind": KIND_NAMES[sock.kind], "state": "open" if sock.open else "closed",
+                "peer": "%s:%d" % sock.peer if sock.peer else "", "local_port": sock.local_port,
+                "rx_bytes": sock.rx_bytes, "tx_bytes": sock.tx_bytes,
+            })  # fmt: skip
+            comma = ", "
+    yield "]}"
 
 
 def _heap_free(collect=False):

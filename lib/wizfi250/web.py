@@ -72,18 +72,19 @@ class _File:
 
 class Pieces:
     """A response body sent piece by piece (Microdot writes each as it comes): a long
-    document need not be one string, which a fragmented heap may have no block for."""
+    document need not be one string, which a fragmented heap may have no block for.
+    ``pieces`` is any iterable; a generator makes each piece only when it is sent."""
 
     def __init__(self, pieces):
-        self.pieces = pieces
+        self.pieces = iter(pieces)
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
-        if not self.pieces:
-            raise StopAsyncIteration
-        return self.pieces.pop(0)
+        for piece in self.pieces:
+            return piece
+        raise StopAsyncIteration
 
 
 def static_file(request, root, path):
