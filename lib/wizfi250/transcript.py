@@ -53,7 +53,7 @@ class Transcript:
             self.drops = (self.drops + 1) & _WRAP
         at = (self.oldest + self.used) % size
         # Its low 32 bits, byte by byte: a 0xFFFFFFFF mask is a long int on a 32-bit port
-        # (a heap block per record, and no loading at all without long-int support).
+        # (long-int arithmetic on every record, and no loading at all without long ints).
         ms = ticks_diff(ticks_ms(), self.start)
         # Seven stores, no tuple or loop: this runs for every UART read and write.
         buf[at] = direction
