@@ -1,6 +1,6 @@
-"""The README's driver example ("Using the driver") runs as written, under the MicroPython
-unix port against the emulator: only the board's UART and the world's addresses are swapped
-for the emulator's, so an example that no longer works fails here, not for a reader."""
+"""The README's examples ("Using the driver") run as written, under the MicroPython unix port
+against the emulator: only the board's UART and the world's addresses are swapped for the
+emulator's, so an example that no longer works fails here, not for a reader."""
 
 import os
 import pathlib
@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 
+import build as tools_build
 import pytest
 from emu_support import Running, free_port
 from mpy import MICROPYTHON, ROOT
@@ -16,10 +17,11 @@ from mpy import MICROPYTHON, ROOT
 pytestmark = pytest.mark.timeout(120)
 
 
-def example():
+def example(n=0):
+    """The ``n``th Python block of "Using the driver"."""
     text = (pathlib.Path(ROOT) / "README.md").read_text()
-    section = text.split("\n## Using the driver\n", 1)[1]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
+    section = text.split("\n## Using the driver\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n")[n + 1].split("```", 1)[0]
 
 
 def swap(code, old, new):
@@ -94,3 +96,46 @@ def test_the_readme_driver_example_serves_fetches_and_echoes(tmp_path):
     assert "'mode': 'station'" in out and "'ssid': 'MyAP'" in out, out  # wifi.status()
     assert "'bssid'" in out, out  # wifi.scan()
     assert "a page of the world" in out, out  # the client's fetch
+
+
+def test_the_readme_microdot_example_serves_its_route(tmp_path):
+    # The block is the middle of a program ("await" at its top level): it runs in the first
+    # example's setup, its module-level lines as they are, its last line inside main().
+    http = free_port()
+    module = Running(baud=0, ports={80: http}, ap=("MyAP", "secret99"))
+    snippet = example(1)
+    start = 'await net.start_server(http_handler(app, 5000), 80)  # 5000: idle_ms for the request head\n'
+    assert snippet.endswith(start), "the README's Microdot example changed: update this test"
+    code = snippet[: -len(start)] + """
+import asyncio
+from wizfi250.engine import Engine
+from wizfi250.net import Net
+from wizfi250.supervisor import Supervisor
+from wizfi250.transport import open_device
+from wizfi250.wifi import WiFi
+
+async def main():
+    engine = Engine(open_device(%r))
+    engine.start()
+    net, wifi = Net(engine), WiFi(engine)
+    supervisor = Supervisor(net, wifi, join=("station", "MyAP", "secret99", ""))
+    asyncio.create_task(supervisor.run())
+    while supervisor.state != "up":
+        await asyncio.sleep(0.1)
+    %s    await asyncio.sleep(60)
+
+asyncio.run(main())
+""" % (module.emu.serial_path, start)
+    build = tmp_path / "mpy"
+    tools_build.build(str(build))  # the driver and Microdot, as a board has them
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    env = dict(os.environ, MICROPYPATH=".frozen:%s" % build)
+    proc = subprocess.Popen([MICROPYTHON, str(script)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        reply = ask(http, b"GET / HTTP/1.0\r\n\r\n")
+    finally:
+        proc.kill()
+        out = proc.communicate()[0].decode()
+        module.close()
+    assert reply.startswith(b"HTTP/1.0 200 OK\r\n") and reply.endswith(b"\r\n\r\nhello from the module"), (reply, out)
