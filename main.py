@@ -15,7 +15,6 @@ from microdot import Response
 from wizfi250.compat import ticks_diff, ticks_ms
 from wizfi250.engine import ECONNABORTED, Engine
 from wizfi250.net import Net
-from wizfi250.parser import ERROR_NAMES
 from wizfi250.sockets import KIND_NAMES
 from wizfi250.supervisor import Supervisor
 from wizfi250.web import App, Pieces, http_handler, static_file
@@ -164,11 +163,9 @@ def status_pieces(engine, net, wifi, supervisor, app, started, free):
     yield json.dumps(info)
     yield ', "counters": {"idle_closed": %d, "recoveries": %d, "accepted": %d, "refused": %d' % (
         net.counters["idle_closed"], supervisor.recoveries, accepted, refused)
-    for counters in (engine.counters, app.counters):
-        for name in counters:
-            yield ', "%s": %d' % (name, counters[name])
-    for name, count in zip(ERROR_NAMES, engine.parser.errors):
-        yield ', "%s": %d' % (name, count)
+    for counts in (engine.counts(), app.counters.items()):
+        for name, count in counts:
+            yield ', "%s": %d' % (name, count)
     yield '}, "sockets": ['
     comma = ""
     for sock in engine.table:

@@ -1,4 +1,5 @@
-"""Paths to the MicroPython tools in the virtual environment, and a compile helper."""
+"""Paths to the MicroPython tools in the virtual environment, a compile helper, and the
+install of pinned packages that must stay out of it."""
 
 import os
 import subprocess
@@ -28,3 +29,13 @@ def lib_sources():
         for name in sorted(files):
             if name.endswith(".py"):
                 yield os.path.relpath(os.path.join(folder, name), lib)
+
+
+def install_into(target, requirements, *flags):
+    """Pinned packages (``name==version``) into ``target``, not .venv (stubs, or a package
+    named asyncio, would shadow CPython's own there); each only once, by its dist-info."""
+    for req in requirements:
+        name, version = req.split("==")
+        if not os.path.isdir(os.path.join(target, "%s-%s.dist-info" % (name.replace("-", "_"), version))):
+            subprocess.run([os.path.join(BIN, "pip"), "install", "-q", "--disable-pip-version-check", "--upgrade",
+                            *flags, "--target", target, req], check=True)  # fmt: skip

@@ -316,20 +316,25 @@ def test_the_firmware_says_so_and_exits_when_its_uart_goes_away(tmp_path):
     assert "Traceback" not in log  # one line says why, not tracebacks of the tasks it ended
 
 
+def on_a_tty(tmp_path, slave, uart):
+    """The firmware (.mpy, under the unix port) against the pty ``slave``, nothing behind it."""
+    build = tmp_path / "mpy"
+    tools_build.build(str(build))
+    (tmp_path / "config.json").write_text(json.dumps({
+        "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
+        "uart": uart, "http": {"port": 80},
+    }))  # fmt: skip
+    env = dict(os.environ, MICROPYPATH=".frozen:%s" % build, WIZFI_CONFIG=str(tmp_path / "config.json"))
+    cmd = [MICROPYTHON, os.path.join(ROOT, "main.py"), "--uart", os.ttyname(slave)]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
 def test_a_uart_that_goes_away_before_the_module_answered_ends_in_one_line(tmp_path):
     # Nothing answers on the tty (a module not powered), then the adapter goes away: the
     # reader and the supervisor ended in tracebacks ("Task exception wasn't retrieved")
     # above the line that says why.
     master, slave = os.openpty()
-    build = tmp_path / "mpy"
-    tools_build.build(str(build))
-    (tmp_path / "config.json").write_text(json.dumps({
-        "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
-        "uart": {"baud": 921600}, "http": {"port": 80},
-    }))  # fmt: skip
-    env = dict(os.environ, MICROPYPATH=".frozen:%s" % build, WIZFI_CONFIG=str(tmp_path / "config.json"))
-    cmd = [MICROPYTHON, os.path.join(ROOT, "main.py"), "--uart", os.ttyname(slave)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = on_a_tty(tmp_path, slave, {"baud": 921600})
     try:
         os.close(slave)
         time.sleep(2)  # it asked (AT+MRESET) and got no answer
@@ -349,15 +354,7 @@ def test_the_configured_flow_control_is_set_on_a_serial_device(tmp_path, flow):
     attrs = termios.tcgetattr(slave)
     attrs[2] = attrs[2] & ~termios.CRTSCTS if flow else attrs[2] | termios.CRTSCTS  # the other way first
     termios.tcsetattr(slave, termios.TCSANOW, attrs)
-    build = tmp_path / "mpy"
-    tools_build.build(str(build))
-    (tmp_path / "config.json").write_text(json.dumps({
-        "wifi": {"mode": "station", "ssid": "WizFiAP", "key": "12345678"},
-        "uart": {"baud": 921600, "flow": flow}, "http": {"port": 80},
-    }))  # fmt: skip
-    env = dict(os.environ, MICROPYPATH=".frozen:%s" % build, WIZFI_CONFIG=str(tmp_path / "config.json"))
-    cmd = [MICROPYTHON, os.path.join(ROOT, "main.py"), "--uart", os.ttyname(slave)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = on_a_tty(tmp_path, slave, {"baud": 921600, "flow": flow})
     try:
         for _ in range(100):  # until it has opened the device and asked the module something
             if select.select([master], [], [], 0.1)[0]:

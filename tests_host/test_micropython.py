@@ -16,10 +16,9 @@ asyncio call or behaviour CircuitPython's library does not have.
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
-from mpy import MICROPYTHON, ROOT, compile_to, lib_sources
+from mpy import MICROPYTHON, ROOT, compile_to, install_into, lib_sources
 
 MODULES = ("cases_parser", "cases_engine", "cases_state", "cases_interleave", "cases_net", "cases_wifi", "cases_busio", "cases_transcript")
 SUPPORT = ("gen", "fakeuart", "noheap", "check", "smgmt", "mp_runner")
@@ -85,11 +84,7 @@ def mp_results(tmp_path_factory):
 @pytest.fixture(scope="session")
 def cp_results(tmp_path_factory):
     packages = os.path.join(ROOT, "build", "circuitpython")
-    for requirement in CIRCUITPYTHON:
-        name, version = requirement.split("==")
-        if not os.path.isdir(os.path.join(packages, "%s-%s.dist-info" % (name.replace("-", "_"), version))):
-            subprocess.run([os.path.join(os.path.dirname(sys.executable), "pip"), "install", "-q", "--no-deps",
-                            "--disable-pip-version-check", "--upgrade", "--target", packages, requirement], check=True)  # fmt: skip
+    install_into(packages, CIRCUITPYTHON, "--no-deps")
     build = tmp_path_factory.mktemp("cp")
     build_cases(build)
     for folder, _, files in os.walk(os.path.join(packages, "asyncio")):

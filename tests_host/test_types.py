@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from mpy import ROOT, lib_sources
+from mpy import ROOT, install_into, lib_sources
 
 BIN = os.path.dirname(sys.executable)
 STUBS = {  # port: (folder under build/typings, pinned stub package)
@@ -30,13 +30,7 @@ def pinned(name):
 
 def install_stubs(folder, requirement):
     """The port's stubs, and Microdot beside them for wizfi250.web (its pinned version)."""
-    target = os.path.join(ROOT, "build", "typings", folder)
-    for req in (requirement, pinned("microdot")):
-        name, version = req.split("==")
-        stamp = os.path.join(target, "%s-%s.dist-info" % (name.replace("-", "_"), version))
-        if not os.path.isdir(stamp):
-            subprocess.run([os.path.join(BIN, "pip"), "install", "-q", "--disable-pip-version-check", "--upgrade",
-                            "--target", target, req], check=True)  # fmt: skip
+    install_into(os.path.join(ROOT, "build", "typings", folder), (requirement, pinned("microdot")))
 
 
 @pytest.mark.parametrize("port", sorted(STUBS))

@@ -531,9 +531,10 @@ class Engine:
             if tx.final != P.OK:
                 if tx.final == P.SEND_ERROR:
                     self.counters["send_errors"] += 1
-                elif self.wifi["state"] == "up" and tx.text.upper() == b"[ERROR: WIFI STATUS]":
-                    # The module is not on a network (an SCON's answer): its Link-Down was
-                    # lost (to line noise, or read as an SSID's text). The supervisor rejoins.
+                elif tx.text.upper() == b"[ERROR: WIFI STATUS]":
+                    # The module is not on a network (an SCON's answer): if the link was up
+                    # here, its Link-Down was lost (to line noise, or read as an SSID's
+                    # text). _wifi_event delivers only a change; the supervisor rejoins.
                     self._wifi_event(P.LINK_DOWN, None, tx.text)
                 raise OSError(_errno(tx), text(tx.text))
         finally:
@@ -927,12 +928,15 @@ class Engine:
             if self.on_event is not None:
                 self.on_event(kind, arg)
 
+    def counts(self):
+        """(name, count) of every counter, the engine's and the parser's rejections, one at
+        a time: the status page sends them so, with no dict of them all to find room for."""
+        yield from self.counters.items()
+        yield from zip(P.ERROR_NAMES, self.parser.errors)
+
     def stats(self):
-        """Counters for the status page: the engine's and the parser's rejections."""
-        stats = dict(self.counters)
-        for name, count in zip(P.ERROR_NAMES, self.parser.errors):
-            stats[name] = count
-        return stats
+        """Every counter in one dict."""
+        return dict(self.counts())
 
 
 def _errno(tx):
