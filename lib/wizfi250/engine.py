@@ -534,8 +534,8 @@ class Engine:
                 elif tx.text.upper() == b"[ERROR: WIFI STATUS]":
                     # The module is not on a network (an SCON's answer): if the link was up
                     # here, its Link-Down was lost (to line noise, or read as an SSID's
-                    # text). _wifi_event delivers only a change; the supervisor rejoins.
-                    self._wifi_event(P.LINK_DOWN, None, tx.text)
+                    # text). wifi_event delivers only a change; the supervisor rejoins.
+                    self.wifi_event(P.LINK_DOWN, None, tx.text)
                 raise OSError(_errno(tx), text(tx.text))
         finally:
             self.tx = None
@@ -646,7 +646,7 @@ class Engine:
         if kind in _SOCKET_EVENTS:
             self._socket_event(kind, arg)
         elif kind in _WIFI_EVENTS:
-            self._wifi_event(kind, arg, text)
+            self.wifi_event(kind, arg, text)
         elif kind == P.RESET or kind == P.BANNER:
             self._module_reset(kind, text)
         else:  # an unknown bracketed line or [TCP Send Error] outside an SSEND
@@ -788,7 +788,10 @@ class Engine:
                 self._end_socket(sock, ECONNRESET)
             self.table[sid] = Socket(self, sid, LISTENER, self.server_port)
 
-    def _wifi_event(self, kind, arg, text):
+    def wifi_event(self, kind, arg, text):
+        """The module's word on its link and address: its own event lines, or what a
+        command's answer says of them (WiFi.status, an SCON refused for the link).
+        Listeners hear a link event only when the state changes."""
         wifi = self.wifi
         if kind == P.LINK_UP or kind == P.LINK_DOWN:
             state = "up" if kind == P.LINK_UP else "down"

@@ -52,10 +52,9 @@ class WiFi:
             if len(fields) >= 7 and fields[0] in ("STA", "AP", "Down"):
                 mode = {"STA": "station", "AP": "ap"}.get(fields[0], "down")
                 up = mode != "down"
-                if up != (engine.wifi["state"] == "up"):
-                    if up:
-                        engine.wifi["ip"], engine.wifi["gateway"] = fields[-5], fields[-4]
-                    engine._wifi_event(P.LINK_UP if up else P.LINK_DOWN, None, line)
+                if up:
+                    engine.wifi["ip"], engine.wifi["gateway"] = fields[-5], fields[-4]
+                engine.wifi_event(P.LINK_UP if up else P.LINK_DOWN, None, line)  # heard if news
                 # Counted from the end: an SSID may hold a '/' ("Home/Office").
                 rssi = fields[-1].strip()
                 return {
