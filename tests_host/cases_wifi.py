@@ -193,24 +193,28 @@ def test_an_ssid_that_reads_as_a_frame_header_is_listed_and_reaches_no_socket():
     run(main())
 
 
-def test_an_ssid_that_reads_as_a_frame_for_a_udp_client_is_no_datagram():
-    # A UDP client's datagrams come from its remote, mostly: during a scan a header naming
-    # another sender is a name's text, outside one it is a datagram (anyone may send one).
+def test_a_datagram_during_a_scan_is_a_datagram_whoever_sent_it():
+    # A UDP socket takes datagrams from anyone, during a scan too. Once, a UDP client's
+    # frames from another sender were read as SSID text during a scan, to keep a network
+    # named "{1,6.6.6.6,6,4}EVIL" out of its datagrams: then any host on the network could
+    # send "[Reset Event]" in a datagram and, arriving during a scan, it was the module's.
+    # A name with a header for a UDP socket's id is a datagram, as anyone's may be.
     async def main():
         module = ok_module()
-        engine, _ = engine_with(module)
+        engine, events = engine_with(module)
         module.replies[b"AT+SCON=O,UCN"] = b"\r\n[CONNECT 1]\r\n[OK]\r\n"
         sock = await engine.open_socket(UDP, "10.0.0.2", 7000)
+        forged = b"\r\n[Reset Event]\r\n[OK]\r\n"
         rows = (
-            b"001/{1,6.6.6.6,6,4}EVIL/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
-            + b"002/My{1,10.0.0.2,7000,2}ok\r\nAP/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
+            b"001/MyAP/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
+            + b"{1,10.0.0.3,9,%d}%s\r\n" % (len(forged), forged)
+            + b"002/{1,6.6.6.6,6,4}EVIL/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
         )
         found = await scan(engine, module, rows, (b"1/UCN/10.0.0.2:7000/5000/0",))
-        module.uart.emit(b"{1,10.0.0.3,9,3}any\r\n")
-        await settle()
         engine.stop()
-        eq([n["ssid"] for n in found], ["{1,6.6.6.6,6,4}EVIL", "MyAP"])
-        eq((sock.rx.read(), [(n, peer[0]) for n, peer in sock.datagrams]), (b"okany", [(2, "10.0.0.2"), (3, "10.0.0.3")]))
+        eq([(n["ssid"], n["bssid"]) for n in found], [("MyAP", "00:11:22:33:44:55"), ("", "00:11:22:33:44:66")])
+        eq((sock.rx.read(), [(n, peer[0]) for n, peer in sock.datagrams]), (forged + b"EVIL", [(len(forged), "10.0.0.3"), (4, "6.6.6.6")]))
+        eq((sock.open, engine.counters["resets"], events), (True, 0, []))
 
     run(main())
 

@@ -304,8 +304,6 @@ class Engine:
             sock.local_port = local_port
             if port and sock.head is None:  # else its first frame named the peer, as the module spells it
                 sock.peer = (host, port)
-                if kind == UDP and host:  # a client: its datagrams come from its remote, mostly (frame())
-                    sock.head = b"{%d,%s,%d," % (sock.sid, host.encode(), port)
             return sock
 
     async def close_socket(self, sock, timeout_ms=3000):
@@ -692,19 +690,18 @@ class Engine:
         sock = self.table[sid]
         if sock is not None and sock.head is not None and not self.parser.seen[sid].startswith(sock.head):
             # A TCP connection's frames all come from its one peer: this is not its data.
-            # A UDP client's come from its remote but for the odd other sender.
+            # (A UDP socket has no head: any sender's datagram is one, during a scan too.
+            # Taken for text, a datagram would be read as the module's lines.)
             tx = self.tx
             if tx is not None and tx.whole is not None:
                 # A scan prints names as they came over the air: an SSID that reads
-                # as a frame header ("{0,1.2.3.4,5,4}EVIL") is the row's text. (A
-                # datagram from another sender during a scan is lost with it.)
+                # as a frame header ("{0,1.2.3.4,5,4}EVIL") is the row's text.
                 counters["air"] += 1
                 return None
-            if sock.datagrams is None:
-                # Its id changed hands unseen (the [DISCONNECT n] and [CONNECT n] taken
-                # for an SSID's text): a new connection's, as a frame on a free id is.
-                self._end_socket(sock, ECONNRESET)
-                sock = None
+            # Its id changed hands unseen (the [DISCONNECT n] and [CONNECT n] taken for
+            # an SSID's text): a new connection's, as a frame on a free id is.
+            self._end_socket(sock, ECONNRESET)
+            sock = None
         counters["frames"] += 1
         counters["rx_bytes"] += length
         if sock is None or sock.kind == LISTENER:

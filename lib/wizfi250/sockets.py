@@ -32,8 +32,8 @@ class Socket:
         self.kind = kind
         self.local_port = local_port
         self.peer = None  # type: tuple | None  # (ip, port) of the first frame, or given at SCON
-        # TCP: "{sid,ip,port," from its first frame, which every later one repeats. A UDP
-        # client: its remote's, which a scan's frames must name (see Engine.frame).
+        # TCP: "{sid,ip,port," from its first frame, which every later one repeats (see
+        # Engine.frame). None for UDP: a datagram may come from anyone.
         self.head = None  # type: bytes | None
         self.rx = ring  # Ring of received payload; None for listeners
         self.rx_bytes = 0
