@@ -320,6 +320,16 @@ def test_frame_inside_a_line_and_inside_the_prompt():
                        (P.PROMPT, (0, 6), b"[0,,,6"), (P.CONNECT, 2, b"[CONNECT 2]")])  # fmt: skip
 
 
+def test_a_cut_frame_ends_the_line_it_interrupted():
+    # The engine cuts a frame whose bytes stopped coming. The line it interrupted was then
+    # glued to the next one: a scan row's "001/" hid the "[OK]" after it.
+    for cut in CUTS:
+        rec, parser = parse_all(b"001/{1,6.6.6.6,6,1400}x", cut)
+        eq(parser.cut(), 1399)
+        parser.feed(b"[OK]\r\n")
+        eq((rec.lines, parser.errors[P.CUT_FRAME]), ([(P.INFO, None, b"001/"), (P.OK, None, b"[OK]")], 1))
+
+
 def test_a_header_the_sink_refuses_is_line_text_and_what_follows_it_is_parsed():
     # The sink knows more than the bytes: a TCP socket's frames all come from its one peer.
     class Refusing(Recorder):

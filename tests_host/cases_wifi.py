@@ -219,6 +219,34 @@ def test_a_datagram_during_a_scan_is_a_datagram_whoever_sent_it():
     run(main())
 
 
+def test_a_name_whose_header_swallows_the_listing_fails_the_scan_not_the_sockets():
+    # "{1,6.6.6.6,6,1400}" in a name, with a UDP socket on id 1: the frame took the rest of
+    # the listing, its [OK] too, then waited for bytes that never came. Cut short, it was
+    # taken for a restart, and every socket ended. Now the scan fails; the AT before the
+    # next command tells a real restart by its echo (the second round).
+    async def main():
+        for restarted in (False, True):
+            module = ok_module()
+            engine, events = engine_with(module)
+            await engine.init()
+            module.replies[b"AT+SCON=O,UCN"] = b"\r\n[CONNECT 1]\r\n[OK]\r\n"
+            sock = await engine.open_socket(UDP, "10.0.0.2", 7000)
+            rows = b"001/{1,6.6.6.6,6,1400}x/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
+            await fails(scan(engine, module, rows), 5)
+            if restarted:
+                module.replies[b"AT"] = lambda cmd: cmd + b"\r\n[OK]\r\n"  # echo is on again
+            module.replies[b"AT+WSTAT"] = wstat(b"STA/MyAP/192.168.1.23/192.168.1.1/00:08:DC:11:22:33/31/45")
+            if restarted:
+                await fails(WiFi(engine).status(), 104)
+            else:
+                eq((await WiFi(engine).status())["ip"], "192.168.1.23")
+            engine.stop()
+            eq(module.commands[6:], [b"AT+WSCAN", b"AT"] + ([] if restarted else [b"AT+WSTAT"]))
+            eq((sock.open, engine.counters["resets"], events), (not restarted, int(restarted), [(P.RESET, b"echo is on again")] if restarted else [(P.LINK_UP, None)]))
+
+    run(main())
+
+
 def test_join_then_status():
     async def main():
         module = ok_module()

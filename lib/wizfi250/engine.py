@@ -583,7 +583,7 @@ class Engine:
                 # mid-frame) holds back its banner and every answer, this command's too.
                 await asyncio.wait_for(self._moved.wait(), min(left, _CUT_QUIET_MS) / 1000)
             except asyncio.TimeoutError:
-                await self._cut_frame()  # if it was cut, the module restarted: tx.error is set
+                await self._cut_frame()  # if it was cut, tx.error is set
 
     # --- parser sink --------------------------------------------------------
 
@@ -822,7 +822,7 @@ class Engine:
         of 1.5 s more to notice such a restart (before, it waited for the next
         command's timeout: 9.5 s at 115200). What came after the cut may have
         been a banner, so the module is taken as restarted, and the supervisor
-        sets it up again.
+        sets it up again (in a scan, not at once: see below).
         """
         quiet = _CUT_QUIET_MS if self.counters["frames"] == self._frames_at else _CUT_LATE_MS
         if ticks_diff(ticks_ms(), self.last_rx) < quiet:
@@ -830,6 +830,15 @@ class Engine:
         await sleep_ms(20)  # the reader takes what the UART holds first
         if ticks_diff(ticks_ms(), self.last_rx) < quiet or not self.parser.cut():
             return False
+        tx = self.tx
+        if tx is not None and tx.whole is not None:
+            # In a scan, likelier a name that reads as a header for a UDP socket's id (a
+            # datagram, as any sender's may be) claiming more than the listing had left:
+            # that fails the scan, not every socket. The AT that goes before the next
+            # command (_settle) tells a restart by its echo.
+            self._resync = True
+            tx.error = OSError(EIO, "frame cut short")
+            return True
         self._module_reset(P.RESET, b"frame cut short")
         return True
 

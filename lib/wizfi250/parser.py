@@ -134,6 +134,10 @@ class Parser:
         self._left = 0
         self._target = DISCARD
         self.errors[CUT_FRAME] += 1
+        if self._part:
+            # The line the frame interrupted is all there will be of it: glued to what
+            # comes next, it would hide that line ("001/" of a scan row, then "[OK]").
+            self._end_part()
         return left
 
     def feed(self, data):
