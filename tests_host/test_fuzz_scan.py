@@ -1,8 +1,9 @@
 """Hypothesis: WiFi.scan against a module whose neighbours name themselves like its own lines,
 while its sockets print frames and events into the listing. CPython only.
 
-Modelled. A listener and one to three TCP connections (clients and browsers, each with its
-one peer; some have had a frame before the scan, so their peer is known). AT+WSCAN lists
+Modelled. A listener and one to three sockets: TCP connections (clients and browsers, each
+with its one peer; some have had a frame before the scan, so their peer is known) and UDP
+clients, whose datagrams come from their remote or from anyone else. AT+WSCAN lists
 one to six networks whose SSIDs are up to 32 bytes of hostile pieces: line ends, the
 module's final lines and events, its banner's ends, frame headers, '/', bytes >= 0x80.
 Real frames and events land where another thread's output can: between the module's own
@@ -21,14 +22,15 @@ its SSID (line ends may come back as a lone LF, and a real event that landed in 
 read as its text: nothing tells it from text there); no restart is seen; no command goes
 out but the scan, the check of the socket table and the link that follows SSID text read
 as an event, and AT+MINFO, which gets its own answer; every frame's payload reaches its connection's
-socket exactly once, in order, and no SSID text reaches one; the socket table ends as the
+socket exactly once, in order (a datagram's too, whoever sent it: read as text, its payload
+was the module's lines), and no SSID text reaches one; the socket table ends as the
 module is, and a connection the module kept keeps its socket; the application hears only
 real events.
 
 Not generated, as no driver could tell them from the truth (the check stays whole):
 * a header in an SSID naming a connection's own peer, or an id whose peer is not known
-  (nothing has come from it yet, it is free, or it closes during the scan): it reads as
-  that connection's frame;
+  (nothing has come from it yet, it is free, or it closes during the scan), or a UDP
+  socket's id: it reads as that socket's frame;
 * a browser taking an id whose connection ended during the scan: if both events are read
   as SSID text, its frames read as a header in an SSID, naming another peer;
 * an event inside the final [OK]: the scan has no end line left.
@@ -49,7 +51,7 @@ from smgmt import listing
 from wizfi250 import parser as P
 from wizfi250.compat import text
 from wizfi250.engine import Engine
-from wizfi250.sockets import ACCEPTED, LISTENER, TCP, Socket
+from wizfi250.sockets import ACCEPTED, LISTENER, TCP, UDP, Socket
 from wizfi250.wifi import WiFi
 
 EXAMPLES = int(os.environ.get("WIZFI_FUZZ_SCAN", "1000"))
@@ -107,19 +109,20 @@ def names(ssid, events):
 
 
 class Conn:
-    """One TCP connection on the module, and the payload its frames carried."""
+    """One socket on the module, and the payload its frames carried."""
 
     def __init__(self, uid, sid, kind):
-        self.uid, self.sid, self.kind = uid, sid, kind  # kind: TCP (a client) or ACCEPTED (a browser)
+        self.uid, self.sid, self.kind = uid, sid, kind  # TCP (a client), ACCEPTED (a browser) or UDP (a client)
         self.peer = peer(uid)
+        self.senders = [self.peer, ("6.6.6.6", 6), ("10.0.0.99", 9)] if kind == UDP else [self.peer]
         self.sent = bytearray()
 
-    def frame(self, payload):
+    def frame(self, payload, pick=0):
         self.sent += payload
-        return header(self.sid, self.peer, len(payload)) + payload + b"\r\n"
+        return header(self.sid, self.senders[pick % len(self.senders)], len(payload)) + payload + b"\r\n"
 
     def smgmt_row(self):
-        mode, local = (b"TCN", 30000 + self.sid) if self.kind == TCP else (b"TSN", 80)
+        mode, local = {TCP: (b"TCN", 30000 + self.sid), ACCEPTED: (b"TSN", 80), UDP: (b"UCN", 5000)}[self.kind]
         return b"%d/%s/%s:%d/%d/0" % (self.sid, mode, self.peer[0].encode(), self.peer[1], local)
 
 
@@ -148,7 +151,7 @@ class Model:
         """Apply one happening; return what the module prints for it (nothing if it cannot happen)."""
         if what == "frame":
             sids = self.open()
-            return self.slots[sids[pick % len(sids)]].frame(payload) if sids else b""
+            return self.slots[sids[pick % len(sids)]].frame(payload, pick // 8) if sids else b""
         # An event: what the socket threads print between any two bytes of the scan.
         if what == "disconnect":
             sids = [sid for sid in self.open() if sid not in self.named]
@@ -226,7 +229,7 @@ PAYLOAD = st.lists(st.sampled_from(TRICKY) | st.binary(min_size=1, max_size=12),
 #  offset in that line; what; which socket; payload)
 HAPPENING = st.tuples(
     st.integers(0, 7), st.integers(0, 90), st.sampled_from(["frame", "frame", "disconnect", "connect", "listen"]),
-    st.integers(0, 7), PAYLOAD,
+    st.integers(0, 31), PAYLOAD,
 )  # fmt: skip
 
 
@@ -235,13 +238,13 @@ def scans(draw):
     """(the listener's id, (id, kind) of each connection, the ids of those that had a frame
     before the scan, the SSIDs, the happenings)."""
     ids = draw(st.lists(st.integers(0, 7), min_size=2, max_size=4, unique=True))
-    conns = [(sid, draw(st.sampled_from([TCP, ACCEPTED]))) for sid in ids[1:]]
-    primed = [sid for sid in ids[1:] if draw(st.booleans())]
+    conns = [(sid, draw(st.sampled_from([TCP, ACCEPTED, UDP]))) for sid in ids[1:]]
+    primed = [sid for sid, kind in conns if kind != UDP and draw(st.booleans())]
     ssids = []
     for _ in range(draw(st.integers(1, 6))):
         pieces = []
         for piece in draw(st.lists(PIECES, max_size=8)):
-            if isinstance(piece, tuple):  # a header naming a connection whose peer is known
+            if isinstance(piece, tuple):  # a header naming a TCP connection whose peer is known
                 if not primed:
                     continue
                 _, pick, other, length = piece
@@ -284,8 +287,14 @@ async def scan_then_minfo(listener, conns, primed, ssids, script, reads):
     for sid, c in enumerate(model.first):
         if c == LISTENING:
             engine._listen(sid)
-        elif c is not None:
-            held[sid] = engine._new_socket(sid, c.kind, 80 if c.kind == ACCEPTED else 30000 + sid)
+        elif c is None:
+            continue
+        elif c.kind == UDP:  # opened as an application opens one: it knows its remote
+            module.replies[b"AT+SCON=O,UCN"] = b"\r\n[CONNECT %d]\r\n[OK]\r\n" % sid
+            held[sid] = await engine.open_socket(UDP, c.peer[0], c.peer[1], 5000)
+        else:
+            held[sid] = engine._new_socket(sid, c.kind, 30000 + sid if c.kind == TCP else 80)
+    del module.commands[:]
 
     # Which connection's frame each socket took its payload from (None: no real frame's).
     announced = [None]
@@ -293,7 +302,7 @@ async def scan_then_minfo(listener, conns, primed, ssids, script, reads):
 
     def frame(sid, length):
         address = engine.parser.frame_peer()
-        announced[0] = next((c for c in model.conns if (c.sid, c.peer) == (sid, address)), None)
+        announced[0] = next((c for c in model.conns if c.sid == sid and address in c.senders), None)
         return Engine.frame(engine, sid, length)
 
     def recording(sock, mv, start, end):
