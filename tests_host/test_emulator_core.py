@@ -72,14 +72,6 @@ def test_join_with_the_wrong_key_fails_three_times():
     assert out == b"Joining : WizFiAP\r\nFailed to join: WizFiAP\r\n" * 3 + b"[ERROR]\r\n"
 
 
-def test_message_level_gating():
-    m = joined()
-    say(m, b"AT+MMSG=1\r")
-    assert say(m, b"AT\r") == b""  # [OK] lives at level 2
-    m.feed(b"AT+SCON=O,USN,,,5000,0\r")
-    assert bytes(m.out) == b""  # [CONNECT n] too
-
-
 def test_udp_connect_comes_before_ok_and_failed_tcp_connect_shows_only_disconnect():
     m = joined()
     assert say(m, b"AT+SCON=O,UCN,127.0.0.1,9000,0,0\r") == b"\r\n[CONNECT 0]\r\n[OK]\r\n"
@@ -100,18 +92,6 @@ def test_ssend_exchange_and_rejections():
     assert say(m, b"AT+SSEND=0,,,3,3000\r") == b"[0,,,3,3000]\r\n"
 
 
-def test_ssend_timeout_turns_the_incomplete_piece_into_command_text():
-    m = joined()
-    m.echo = True
-    say(m, b"AT+SCON=O,TCN,127.0.0.1,5000,0,0\r", now=2.0)
-    m.connected(0)
-    m.out.clear()
-    say(m, b"AT+SSEND=0,,,10\r")
-    m.feed(b"AT\r")
-    m.out.clear()
-    assert say(m, b"", now=2.0 + 10.011) == b"[ERROR]\r\nAT\r\n[OK]\r\n"
-
-
 def test_frames_and_the_multi_connection_listener():
     m = joined()
     say(m, b"AT+MEVTMSG=1\r")
@@ -125,16 +105,6 @@ def test_frames_and_the_multi_connection_listener():
     assert say(m, b"", now=10.0) == b"\r\n[LISTEN 1]\r\n"
     m.received(0, b"x" * 3000, ("127.0.0.1", 50000))
     assert bytes(m.out).count(b"{0,127.0.0.1,50000,1460}") == 2  # frames of at most 1460 bytes
-
-
-def test_single_connection_server_relistens_on_the_same_id():
-    m = joined()
-    say(m, b"AT+MEVTMSG=1\r")
-    say(m, b"AT+SCON=O,TSN,,,80,0\r")
-    m.accepted(("127.0.0.1", 50000))
-    m.out.clear()
-    m.peer_closed(0)
-    assert bytes(m.out) == b"\r\n[DISCONNECT 0]\r\n\r\n[LISTEN 0]\r\n"
 
 
 @pytest.mark.parametrize("arg,out", [(b"0", b"[OK]\r\n\r\n[DISCONNECT 0]\r\n"), (b"5", b"[ERROR: INVALID INPUT]\r\n"),

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -351,3 +352,41 @@ def test_command_line_options_map_onto_the_config():
     assert (cfg.tcp_serial, cfg.control) == (0, 0)
     default = config_from(parse_args([]))
     assert (default.baud, default.ap, default.control, default.flow) == (115200, ("WizFiAP", "12345678"), None, False)
+
+
+@pytest.mark.timeout(30)
+def test_transcript_keeps_the_wifi_key_out_even_split_over_writes(tmp_path):
+    log = tmp_path / "transcript.log"
+    running = Running(baud=0, transcript=str(log))
+    try:
+        running.expect(b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n")
+        running.at(b"AT+WSEC=0,WPA2,sekrit-one")
+        for piece in (b"AT+WSEC=0,WP", b"A2,sek", b"rit-two\r"):  # the host's writes can split it anywhere
+            running.send(piece)
+            running.in_loop(lambda: None)
+        running.expect(b"[OK]\r\n")
+        running.at(b"AT+WSET=0,sekrit-ssid")
+    finally:
+        running.close()
+    text = log.read_text()
+    assert "sekrit-one" not in text and "rit-two" not in text and "sek'" not in text
+    assert "AT+WSEC=0,WPA2,**********" in text  # the rest of the line is kept, byte for byte
+    assert "sekrit-ssid" in text  # only the key is masked
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_DGRAM])
+def test_emulate_refuses_a_host_port_another_program_holds(kind):
+    # Else the module's listen failed and retried for ever while the URL tools/run
+    # printed reached the other program (or the UDP echo went silent).
+    other = socket.socket(socket.AF_INET, kind)
+    other.bind(("127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        other.listen()
+    port = other.getsockname()[1]
+    try:
+        tools = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools")
+        run = subprocess.run([sys.executable, "-m", "emulator", "--map", "7:%d" % port], cwd=tools,
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    finally:
+        other.close()
+    assert run.returncode == 1 and "127.0.0.1:%d (for module port 7) is in use" % port in run.stderr
