@@ -943,10 +943,6 @@ class Engine:
         yield from self.counters.items()
         yield from zip(P.ERROR_NAMES, self.parser.errors)
 
-    def stats(self):
-        """Every counter in one dict."""
-        return dict(self.counts())
-
 
 def _errno(tx):
     """An OSError number for a failed transaction, from its terminal line."""
