@@ -123,11 +123,18 @@ async def udp_service(net, engine, port, target, every_s):
     sender = asyncio.create_task(status()) if target else None
     try:
         while True:
-            data, peer = await udp.recvfrom()
-            await udp.sendto(data, peer)
+            data, peer = await udp.recvfrom()  # fails once the socket has ended: the service restarts
+            try:
+                await udp.sendto(data, peer)
+            except OSError:
+                pass  # one sender out of reach ([ERROR] to its SSEND) costs its echo, not the service
     finally:
         if sender is not None:
             sender.cancel()
+        try:
+            await udp.close()  # its id on the module and its ring: each restart held one more of each
+        except OSError:
+            pass
 
 
 async def run_forever(coro_fn, *args):

@@ -459,6 +459,38 @@ def test_the_status_datagram_outlives_a_full_heap():
     assert calls > 1 and payloads and all(p.startswith(b"wizfi250 frames=") for p in payloads)
 
 
+def test_the_udp_echo_outlives_a_failed_send_and_gives_back_its_socket():
+    # An echo to a sender out of reach ([ERROR] to its SSEND) ended the service, and each
+    # restart opened another UDP socket without closing the last: a few such senders took
+    # the module's 8 ids. A socket the module ended kept its ring out of the pool for good.
+    import main
+    from fakeuart import Module
+    from wizfi250.engine import Engine
+    from wizfi250.net import Net
+
+    async def serve():
+        module = Module()
+        engine = Engine(module.uart, socket_rx=512, rings=2)
+        engine.start()
+        module.replies[b"AT+SCON=O,USN"] = lambda cmd: b"\r\n[CONNECT %d]\r\n[OK]\r\n" % engine.table.index(None)
+        module.replies[b"AT+SSEND="] = b"[ERROR]\r\n"
+        service = asyncio.create_task(main.run_forever(main.udp_service, Net(engine), engine, 5007, None, 5))
+        for _ in range(4):
+            await asyncio.sleep(0.05)
+            module.uart.emit(b"{0,10.0.0.9,6000,4}ping\r\n")
+        await asyncio.sleep(0.05)
+        echoed = [c for c in module.commands if c.startswith(b"AT+SSEND=")]
+        module.uart.emit(b"\r\n[DISCONNECT 0]\r\n")  # the module ends it: the service starts again
+        await asyncio.sleep(1.2)
+        service.cancel()
+        engine.stop()
+        opened = [c for c in module.commands if c.startswith(b"AT+SCON=O,USN")]
+        return len(echoed), len(opened), len(engine._rings), [sock for sock in engine.table if sock is not None]
+
+    echoed, opened, pooled, table = asyncio.run(serve())
+    assert (echoed, opened, pooled, len(table)) == (4, 2, 1, 1), (echoed, opened, pooled, table)
+
+
 def test_a_request_that_finds_no_heap_waits_for_it_then_gets_503(tmp_path, monkeypatch):
     # On a full heap Microdot would answer 400 (no heap for its Request), as if the
     # request were wrong: it is made again a little later, and only then refused.
