@@ -73,6 +73,10 @@ class Running:
     """An Emulator on its own event-loop thread, and the host's end of its pty."""
 
     def __init__(self, **kw):
+        while kw.get("control") == 0 or kw.get("control") in kw.get("ports", {}).values():
+            # A control port the OS picks may be one the caller picked for a mapping and let
+            # go of, not yet bound: a GET to the site then reached the control port (once in CI).
+            kw["control"] = free_port()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
