@@ -193,6 +193,31 @@ def test_an_ssid_that_reads_as_a_frame_header_is_listed_and_reaches_no_socket():
     run(main())
 
 
+def test_a_name_cannot_pin_a_new_connection_to_a_peer_of_its_choosing():
+    # A browser connected, its request not yet in, and a scan ran: "{0,6.6.6.6,6,1}x" in a
+    # name was its first frame, which pinned it to 6.6.6.6. Its real request, later in the
+    # scan, then read as the row's text, so its bytes were the module's lines: one
+    # "[Reset Event]" in a POST ended every socket. A scan's frames now pin no peer.
+    async def main():
+        module = ok_module()
+        engine, events = engine_with(module)
+        sock = engine._new_socket(0, ACCEPTED)
+        body = b"POST / HTTP/1.0\r\n\r\n[Reset Event]\r\n"
+        rows = (
+            b"001/{0,6.6.6.6,6,1}x/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
+            + b"{0,10.0.0.9,40000,%d}%s\r\n" % (len(body), body)
+            + b"002/MyAP/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
+        )
+        found = await scan(engine, module, rows)
+        module.uart.emit(b"{0,10.0.0.9,40000,3}end\r\n")  # after the scan: its peer now
+        await settle()
+        engine.stop()
+        eq([n["bssid"][-2:] for n in found], ["55", "66"])
+        eq((sock.rx.read(), sock.open, sock.head, engine.counters["resets"], events), (b"x" + body + b"end", True, b"{0,10.0.0.9,40000,", 0, []))
+
+    run(main())
+
+
 def test_a_datagram_during_a_scan_is_a_datagram_whoever_sent_it():
     # A UDP socket takes datagrams from anyone, during a scan too. Once, a UDP client's
     # frames from another sender were read as SSID text during a scan, to keep a network

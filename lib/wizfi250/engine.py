@@ -713,9 +713,12 @@ class Engine:
             sock = self._new_socket(sid, ACCEPTED, self.server_port)
             self._deliver(P.CONNECT, sid, sock)
         if sock.datagrams is None:
-            if sock.head is None:
+            if sock.head is None and (self.tx is None or self.tx.whole is None):
                 # Its first frame names its peer, as the module spells it (a client's host
                 # may be spelled otherwise); every later header must begin as this one does.
+                # Not in a scan: a name that reads as a header for it would pin it to a
+                # peer of the name's choosing, and its real frames, read as the row's text
+                # then, would be read as the module's lines ("[Reset Event]" in a request).
                 sock.peer = self.parser.frame_peer()
                 head = self.parser.seen[sid]
                 sock.head = head[: head.rfind(b",") + 1]  # "{sid,ip,port,"
