@@ -67,6 +67,9 @@ def test_scan_rows_with_the_extra_field_and_a_slash_in_the_ssid():
     eq(parse_scan_row("001/MyAP/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6"),
        {"ssid": "MyAP", "bssid": "00:11:22:33:44:55", "rssi": -45, "security": "WPA2-Mixed", "channel": 6})  # fmt: skip
     eq(parse_scan_row("002/a/b/00:11:22:33:44:66/-70/54/Open/2.4/11")["ssid"], "a/b")  # WizFi310: 8 fields
+    for row in ("003/x/00:00:00:00:00:00/y/00:11:22:33:44:77/-50/54/Infra/Open/2.4/1",  # a BSSID in the name
+                "003/x/00:00:00:00:00:00/y/00:11:22:33:44:77/-50/54/Open/2.4/1"):  # fmt: skip
+        eq((parse_scan_row(row)["ssid"], parse_scan_row(row)["bssid"]), ("x/00:00:00:00:00:00/y", "00:11:22:33:44:77"))
 
 
 def test_scan_and_status_take_an_ssid_that_is_not_utf8_or_holds_a_slash():
@@ -108,6 +111,25 @@ def test_a_scan_takes_line_ends_in_an_ssid_as_its_text_not_as_the_modules_word()
         eq([n["ssid"] for n in found], ["\n[Reset Event]\n", "x\n[OK]\n", "MyAP"])
         eq((sock.open, engine.restarting, events, engine.counters["stray"]), (True, False, [], 0))
         eq((module.commands[-3:], len(info)), ([b"AT+SMGMT=?", b"AT+WSTAT", b"AT+MINFO"], 2))
+
+    run(main())
+
+
+def test_a_name_holding_a_bssid_and_a_line_end_does_not_hold_the_scan_open():
+    # "/00:00:00:00:00:00/\r\n[" names a network: its first '/'-field that looked like a
+    # BSSID was the name's, so the row was never whole, and its text took the scan's [OK]
+    # and every line after it (events too) until the scan timed out.
+    async def main():
+        module = ok_module()
+        engine, events = engine_with(module)
+        sock = engine._new_socket(0, TCP)
+        rows = b"001//00:00:00:00:00:00/\r\n[/00:11:22:33:44:55/-45/72.2/Infra/WPA2-Mixed/2.4/6\r\n"
+        found = await scan(engine, module, rows)
+        module.uart.emit(b"\r\n[DISCONNECT 0]\r\n")
+        await settle()
+        engine.stop()
+        eq([(n["ssid"], n["bssid"]) for n in found], [("/00:00:00:00:00:00/\n[", "00:11:22:33:44:55")])
+        eq((sock.open, events), (False, [(P.DISCONNECT, 0)]))
 
     run(main())
 

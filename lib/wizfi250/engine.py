@@ -657,18 +657,18 @@ class Engine:
         the lines after it, whatever they look like, until it is whole or its text is past
         where an SSID could reach (32 bytes after its index). A real event that lands there
         (the module prints an SSID a byte at a time) is taken too, and counted in ``air``:
-        ``WiFi.scan`` then has the socket table checked. Only the text of information lines
-        counts toward the reach: an event line and the line ends around it may be a real
-        event's, which takes none of the SSID's bytes, so a row still reaches its end."""
+        ``WiFi.scan`` then has the socket table checked. An event line does not count toward
+        the reach: it may be a real event's, which takes none of the SSID's bytes, so a row
+        still reaches its end. Any other line does: a module prints no "[OK]" in a row."""
         row = self._row
         if row is not None:
             self._row = None
             if self._reach <= 32:  # the SSID may go on past this line end
                 row += b"\n" + text
-                if kind == P.INFO:
-                    self._reach += len(text)
-                else:
+                if kind in _SOCKET_EVENTS or kind == P.LINK_UP or kind == P.LINK_DOWN or kind == P.RESET:
                     self.counters["air"] += 1
+                else:
+                    self._reach += len(text)
                 if tx.whole(row):
                     tx.lines.append(row)
                 else:
@@ -713,15 +713,18 @@ class Engine:
             sock = self._new_socket(sid, ACCEPTED, self.server_port)
             self._deliver(P.CONNECT, sid, sock)
         if sock.datagrams is None:
-            if sock.head is None and (self.tx is None or self.tx.whole is None):
+            if sock.head is None:
                 # Its first frame names its peer, as the module spells it (a client's host
                 # may be spelled otherwise); every later header must begin as this one does.
-                # Not in a scan: a name that reads as a header for it would pin it to a
-                # peer of the name's choosing, and its real frames, read as the row's text
+                # Not one inside a scan's row: a name that reads as a header would pin it to
+                # a peer of the name's choosing, and its real frames, read as the row's text
                 # then, would be read as the module's lines ("[Reset Event]" in a request).
-                sock.peer = self.parser.frame_peer()
-                head = self.parser.seen[sid]
-                sock.head = head[: head.rfind(b",") + 1]  # "{sid,ip,port,"
+                tx = self.tx
+                parser = self.parser
+                if tx is None or tx.whole is None or not (self._row or parser.inline or parser._part):
+                    sock.peer = parser.frame_peer()
+                    head = parser.seen[sid]
+                    sock.head = head[: head.rfind(b",") + 1]  # "{sid,ip,port,"
         elif not sock.closing:  # UDP: a datagram from anyone
             if length > sock.rx.free():
                 # recvfrom takes a datagram whole: one the ring has no room for now is

@@ -112,6 +112,9 @@ class Parser:
         self._trailer = 0  # trailer bytes still to come (2: CR LF, 1: LF)
         self._prompt_tail = False  # a prompt was split by an event; its ']' is pending
         self._hs = 0  # where the header of the frame being announced starts, for frame_peer()
+        # During sink.frame: the header interrupts a line (so does one at a line start while
+        # _part holds the line's start). In a scan such a header may be a network's name.
+        self.inline = False
         # The header check's memory: each id's last valid header (``seen[sid]``, a new object
         # for each header the check passed, the same for one equal to the last at a line start).
         self.seen = new_seen()
@@ -362,7 +365,9 @@ class Parser:
         if h >= 0:
             length = h >> 6
             self._hs = i
+            self.inline = True  # parse takes a header at a line start itself: this one is inside
             target = self._frame(buf[i + 1] - 48, length)
+            self.inline = False
             if target is None:
                 return -1  # no frame, the sink says: text, as a bad header is (counted by the sink)
             self._target = target

@@ -87,15 +87,19 @@ class WiFi:
 
 def parse_scan_row(text):
     """One WSCAN row, or None for the header. Tolerates '/' in the SSID and the
-    extra network-type field WizFi250 prints but its header does not list."""
+    extra network-type field WizFi250 prints but its header does not list.
+
+    The BSSID is found from the end, where the module's own fields are: an SSID may
+    hold "/00:00:00:00:00:00/", which, taken for the BSSID, left the row never whole
+    and the scan's [OK] read as the rest of its name."""
     fields = text.split("/")
-    for j in range(2, len(fields)):
-        if len(fields[j]) == 17 and fields[j].count(":") == 5:
+    for j in (len(fields) - 6, len(fields) - 7):  # WizFi310, WizFi250 (one more field)
+        if j >= 2 and len(fields[j]) == 17 and fields[j].count(":") == 5:
             break
     else:
         return None
     rest = fields[j + 1 :]
-    if len(rest) < 5 or not fields[0].isdigit():
+    if not fields[0].isdigit():
         return None
     if len(rest) == 6:  # Infra/Adhoc/Unknown: WizFi250 only
         rest = rest[:2] + rest[3:]
