@@ -268,6 +268,44 @@ def test_a_client_whose_peer_speaks_and_closes_at_once_is_still_returned():
     run(main())
 
 
+def test_a_connection_whose_first_header_finds_no_heap_fails_its_reader():
+    """No heap for a connection's first header (its peer, or the check's copy of it): the
+    parser drops that frame by its length, and the reader got what followed with a hole in
+    front, as if whole; or, with the check's copy, the new connection took the last one's
+    peer and was ended by its own next frame. Now its reader fails, and the close follows."""
+
+    async def main():
+        from wizfi250 import header
+
+        for lost in ("peer", "copy"):
+            module = Module()
+            engine, _ = engine_with(module)
+            module.uart.emit(b"\r\n[CONNECT 2]\r\n{2,10.0.0.7,7777,3}old\r\n\r\n[DISCONNECT 2]\r\n\r\n[CONNECT 2]\r\n")
+            await settle()
+            sock = engine.table[2]
+            if lost == "peer":
+                peer = engine.parser.frame_peer
+
+                def once():
+                    engine.parser.frame_peer = peer
+                    raise MemoryError
+
+                engine.parser.frame_peer = once
+            else:
+                header.bytes = NoHeapFor._fail
+            try:
+                module.uart.emit(b"{2,10.0.0.8,8888,4}GET \r\n")
+                await settle()
+            finally:
+                header.bytes = bytes
+            module.uart.emit(b"{2,10.0.0.8,8888,5}/ HTT\r\n")
+            await settle()
+            engine.stop()
+            eq((engine.table[2] is sock, sock.closing, sock.error, sock.rx.read()), (True, True, 105, b""))
+
+    run(main())
+
+
 def test_the_reader_outlives_a_full_heap():
     """No heap for a new socket: that [CONNECT n] is lost, and its first data adopts
     the socket. No heap for a read: the read waits. The driver goes on either way."""

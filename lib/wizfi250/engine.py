@@ -722,9 +722,19 @@ class Engine:
                 tx = self.tx
                 parser = self.parser
                 if tx is None or tx.whole is None or not (self._row or parser.inline or parser._part):
-                    sock.peer = parser.frame_peer()
-                    head = parser.seen[sid]
-                    sock.head = head[: head.rfind(b",") + 1]  # "{sid,ip,port,"
+                    try:
+                        head = parser.seen[sid]
+                        sock.peer = parser.frame_peer()
+                        sock.head = head[: head.rfind(b",") + 1]  # "{sid,ip,port,"
+                    except MemoryError:
+                        head = b""
+                    if not head:
+                        # No heap for its header, here or in the check (which then keeps
+                        # none): its frame is dropped, so its reader fails rather than read
+                        # a stream without its start, and the close still reaches the module.
+                        sock.closing = True
+                        sock.error = ENOBUFS
+                        sock.changed.set()
         elif not sock.closing:  # UDP: a datagram from anyone
             if length > sock.rx.free():
                 # recvfrom takes a datagram whole: one the ring has no room for now is

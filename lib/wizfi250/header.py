@@ -39,7 +39,12 @@ def scan(buf, i, tail, seen):
         try:
             last = bytes(buf[i:end])
         except MemoryError:
-            return h  # checked, just not remembered: the next header is checked again
+            # Checked, just not remembered: the next header is checked again. Forgotten, not
+            # left as it was, which may be the last connection's: read as this one's, it would
+            # tie a new connection to another's peer.
+            seen[sid] = b""
+            seen[sid + 8] = 0
+            return h
         seen[sid] = last  # the copy is made: neither store can fail between the two
         seen[sid + 8] = h
     return h
