@@ -168,17 +168,19 @@ class Engine:
         """The app stopped reading the socket whose full ring holds the UART.
 
         Better one socket lost with a reported error than every socket, and
-        every transaction, stuck behind it. Its reader gets ENOBUFS after what
-        its ring holds, never a clean end of a stream that lost bytes. It is
-        closed on the module too, and stays in the table until then, dropping
-        what still comes: forgotten while open there, its next frame would
-        look like a new connection (adopted, and handed to the server).
-        """
-        parser = self.parser
-        sock = parser._target
+        every transaction, stuck behind it."""
+        sock = self.parser._target
         assert isinstance(sock, Socket)  # only a socket's ring refuses payload
         self.counters["overflow"] += 1
-        self.counters["discarded"] += parser.abandon(sock)
+        self.drop(sock)
+
+    def drop(self, sock):
+        """Give ``sock`` up from where nothing may wait (the reader, an accept). Its reader
+        gets ENOBUFS after what its ring holds, never a clean end of a stream that lost
+        bytes. It is closed on the module too, and stays in the table until then, dropping
+        what still comes: forgotten while open there, its next frame would look like a new
+        connection (adopted, and handed to the server)."""
+        self.counters["discarded"] += self.parser.abandon(sock)
         sock.closing = True
         sock.error = ENOBUFS
         sock.changed.set()
@@ -730,11 +732,8 @@ class Engine:
                         head = b""
                     if not head:
                         # No heap for its header, here or in the check (which then keeps
-                        # none): its frame is dropped, so its reader fails rather than read
-                        # a stream without its start, and the close still reaches the module.
-                        sock.closing = True
-                        sock.error = ENOBUFS
-                        sock.changed.set()
+                        # none): its reader fails rather than read a stream without its start.
+                        self.drop(sock)
         elif not sock.closing:  # UDP: a datagram from anyone
             if length > sock.rx.free():
                 # recvfrom takes a datagram whole: one the ring has no room for now is
