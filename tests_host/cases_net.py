@@ -390,6 +390,29 @@ def test_a_close_whose_command_finds_no_heap_still_gives_back_the_ring():
     run(main())
 
 
+def test_a_handler_that_only_calls_close_still_closes_and_gives_back_its_buffers():
+    # CPython's idiom: close() and return, no wait_closed. The server skipped its own
+    # close once close() had been called, so the module kept the socket open for good.
+    async def main():
+        module = Module()
+        net, engine = net_with(module, idle_ms=0, queues=1)
+
+        async def handler(reader, writer):
+            await reader.readline()
+            await writer.awrite(b"hi")
+            writer.close()
+
+        await net.start_server(handler, 80)
+        module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50000,16}GET / HTTP/1.0\n\r\n")
+        await asyncio.sleep(0.1)
+        eq(module.payloads, [b"hi"])
+        assert b"AT+SMGMT=1" in module.commands
+        eq((engine.table[1], len(engine._rings), len(net.queues)), (None, 1, 1))
+        engine.stop()
+
+    run(main())
+
+
 def test_a_stream_that_lost_bytes_to_a_stall_ends_in_an_error_not_a_clean_end():
     # A clean end of stream would pass the cut-short transfer off as whole.
     async def main():

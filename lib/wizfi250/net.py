@@ -111,8 +111,10 @@ class Server:
                 print("wizfi250: handler failed:", repr(e))
         finally:
             try:
-                if not stream._closed:  # its reads may have failed (no ring): the close must still go out
-                    await stream.aclose()
+                # Always: a handler may have failed (no ring), or called close() alone, as
+                # CPython's asyncio allows, and the module socket, ring and queue would stay
+                # taken for good. After a whole aclose this finds nothing left to do.
+                await stream.aclose()
                 self._freed()
             finally:
                 self.active -= 1  # only now, after the close has given its queue back

@@ -250,6 +250,8 @@ class Stream:
         self._closed = True
 
     async def wait_closed(self):
+        """Send what is queued, close the module socket, give back ring and queue.
+        Done once, a second call finds nothing left: the server calls it after every handler."""
         sock = self.sock
         try:
             try:
