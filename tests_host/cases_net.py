@@ -244,6 +244,24 @@ def test_peer_disconnect_gives_eof_to_readers_and_104_to_writers():
     run(main())
 
 
+def test_read_without_a_size_reads_to_the_end_of_the_stream():
+    # As asyncio's read(): it returned the first frame alone, and a client that read
+    # a whole response with one read() got its first piece.
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        module.replies[b"AT+SCON=O,TCN"] = b"[OK]\r\n\r\n[CONNECT 2]\r\n"
+        reader, writer = await net.open_connection("10.0.0.2", 7)
+        module.uart.emit(b"{2,10.0.0.2,7,6}first \r\n")
+        read = asyncio.create_task(reader.read())
+        await asyncio.sleep(0.02)
+        module.uart.emit(b"{2,10.0.0.2,7,6}second\r\n\r\n[DISCONNECT 2]\r\n")
+        eq(await read, b"first second")
+        engine.stop()
+
+    run(main())
+
+
 def test_a_read_given_up_by_its_timeout_leaves_the_stream_readable():
     async def main():
         module = Module()

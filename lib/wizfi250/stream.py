@@ -132,9 +132,14 @@ class Stream:
         return len(self.sock.rx)
 
     async def read(self, n=-1):
-        if not await self._fill():
-            return b""
-        return self.sock.rx.read(n)
+        """Up to ``n`` bytes once there are any; with no ``n``, everything up to EOF, as
+        asyncio's ``read()``: a client reading a whole response that way got its first frame."""
+        if n >= 0:
+            return self.sock.rx.read(n) if await self._fill() else b""
+        n = b""  # no local more than read(n) has: a bigger coroutine block for every read
+        while await self._fill():
+            n += self.sock.rx.read()
+        return n
 
     async def readinto(self, buf):
         # Waits here, not through _fill: each coroutine call is a heap block. And no
