@@ -563,6 +563,23 @@ def test_after_the_flush_timer_failed_to_send_writes_fail_instead_of_leaving_a_h
     run(main())
 
 
+def test_a_write_without_drain_still_goes_out_within_flush_ms():
+    # As asyncio's write(), which sends at once: only drain armed the flush timer, and
+    # a client's request written without one never left, so its reply never came.
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        stream = Stream(engine, engine._new_socket(0, TCP))
+        stream.write(b"PI")
+        stream.write(b"NG\r\n")
+        await asyncio.sleep(0.05)
+        eq(module.payloads, [b"PING\r\n"])  # in one SSEND still
+        await stream.aclose()
+        engine.stop()
+
+    run(main())
+
+
 def test_flush_returns_only_once_the_flush_timers_send_is_done():
     # The timer's SSEND took the queue's bytes and waited for its [OK]: a flush then
     # found the queue empty and returned while the bytes could still fail.

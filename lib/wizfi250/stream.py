@@ -172,9 +172,13 @@ class Stream:
     # --- writing ------------------------------------------------------------
 
     def write(self, data):
-        """Queue ``data``; beyond the queue's room it grows (a heap block): ``awrite`` never does."""
+        """Queue ``data``; beyond the queue's room it grows (a heap block): ``awrite`` never does.
+        Arms the flush timer, as ``drain`` does: asyncio's ``write`` sends without a drain,
+        and a request written without one never left."""
         self._queue()
         self._out += data
+        if self._out and self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_later())
 
     def _queue(self):
         """The output queue, taken at the first write; raises once the socket is closed,
