@@ -23,6 +23,36 @@ def net_with(module, socket_rx=512, **kw):
     return Net(engine, **kw), engine
 
 
+def test_a_connection_with_no_heap_for_its_handler_is_closed_not_left_open():
+    # Its Stream (or task) found no heap: the error went to the parser, which counted it,
+    # and the connection stayed open with nobody to read or close it, holding an id.
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        served = []
+
+        async def handler(reader, writer):
+            served.append(await reader.readline())
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        stream = netmod.Stream
+
+        def no_heap(*args, **kw):
+            netmod.Stream = stream  # this one only
+            raise MemoryError
+
+        netmod.Stream = no_heap
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n{0,10.0.0.4,50000,5}GET \n\r\n")
+        module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.5,50001,5}GET \n\r\n")
+        await asyncio.sleep(0.05)
+        engine.stop()
+        closed = [c for c in module.commands if c.startswith(b"AT+SMGMT")]
+        eq((served, closed, net.servers[0].refused), ([b"GET \n"], [b"AT+SMGMT=0", b"AT+SMGMT=1"], 1))
+
+    run(main())
+
+
 def test_server_coalesces_a_response_into_one_ssend_and_closes():
     async def main():
         module = Module()
