@@ -461,6 +461,24 @@ def test_a_handler_that_only_calls_close_still_closes_and_gives_back_its_buffers
     run(main())
 
 
+def test_a_reader_slower_than_the_wire_is_no_stall_while_it_reads():
+    # The stall clock restarted only once the whole UART buffer was parsed: an app that
+    # read 4 bytes every 20 ms, slower than the frames came, was dropped after stall_ms.
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, socket_rx=32, stall_ms=200)
+        stream = Stream(engine, engine._new_socket(0, TCP))
+        module.uart.emit(b"{0,10.0.0.1,80,100}" + b"s" * 100 + b"\r\n{0,10.0.0.1,80,60}" + b"t" * 60 + b"\r\n")
+        got = b""
+        while len(got) < 160:  # 800 ms in all: four times the stall limit
+            got += await stream.read(4)
+            await asyncio.sleep(0.02)
+        engine.stop()
+        eq((got, engine.counters["overflow"]), (b"s" * 100 + b"t" * 60, 0))
+
+    run(main())
+
+
 def test_a_stream_that_lost_bytes_to_a_stall_ends_in_an_error_not_a_clean_end():
     # A clean end of stream would pass the cut-short transfer off as whole.
     async def main():

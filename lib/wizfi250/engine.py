@@ -125,7 +125,8 @@ class Engine:
         # A transport may also read without waiting: while the module streams,
         # that skips a coroutine (and its heap block) for every UART read.
         ready = getattr(transport, "readinto_now", None)
-        since = None  # when a full socket ring began to hold the UART
+        since = None  # when a full socket ring began to hold the UART, or last let the parser on
+        held = 0  # where the parser stood then: an app that reads, however slowly, is no stall
         try:
             while True:
                 if parser.parse():  # lines and frames whose handling finds no heap are lost there, not here
@@ -148,8 +149,9 @@ class Engine:
                 # block per stall, so per frame when the app reads slower than the wire):
                 # ``sleep_ms`` allocates nothing where an Event wait (and worse,
                 # ``wait_for``) allocates every time.
-                if since is None:
+                if since is None or rx.head != held:
                     since = ticks_ms()
+                    held = rx.head
                 elif ticks_diff(ticks_ms(), since) > self.stall_ms:
                     since = None
                     self._drop_stalled()
