@@ -725,7 +725,7 @@ class Engine:
                 # then, would be read as the module's lines ("[Reset Event]" in a request).
                 tx = self.tx
                 parser = self.parser
-                if tx is None or tx.whole is None or not (self._row or parser.inline or parser._part):
+                if tx is None or tx.whole is None or not (self._row or parser.inline or parser.part):
                     try:
                         head = parser.seen[sid]
                         sock.peer = parser.frame_peer()

@@ -36,13 +36,13 @@ class Server:
     def accept(self, sock):
         self.accepted += 1
         try:
-            self._relisten_soon()
             asyncio.create_task(self._serve(Stream(self.net.engine, sock, pool=self.net.queues)))
         except MemoryError:
             # No heap for its handler: refused, and closed on the module, or nobody would
             # ever read or close it (the reader runs this: the error must not reach it).
             self.refused += 1
             self.net.engine.drop(sock)
+        self._relisten_soon()
 
     async def _slot(self, sock):
         """True once a handler slot is free, False if none frees up within SLOT_WAIT_MS.

@@ -105,7 +105,7 @@ class Parser:
         self.sink = sink
         self.max_line = max_line
         self.errors = [0, 0, 0, 0, 0, 0]
-        self._part = b""  # start of a line that a frame interrupted (rare)
+        self.part = b""  # start of a line that a frame interrupted (rare; sink.frame may look)
         self._skip = False  # dropping the rest of an overlong line
         self._left = 0  # payload bytes still to come
         self._target = DISCARD  # where they go
@@ -113,7 +113,7 @@ class Parser:
         self._prompt_tail = False  # a prompt was split by an event; its ']' is pending
         self._hs = 0  # where the header of the frame being announced starts, for frame_peer()
         # During sink.frame: the header interrupts a line (so does one at a line start while
-        # _part holds the line's start). In a scan such a header may be a network's name.
+        # part holds the line's start). In a scan such a header may be a network's name.
         self.inline = False
         # The header check's memory: each id's last valid header (``seen[sid]``, a new object
         # for each header the check passed, the same for one equal to the last at a line start).
@@ -137,7 +137,7 @@ class Parser:
         self._left = 0
         self._target = DISCARD
         self.errors[CUT_FRAME] += 1
-        if self._part:
+        if self.part:
             # The line the frame interrupted is all there will be of it: glued to what
             # comes next, it would hide that line ("001/" of a scan row, then "[OK]").
             self._end_part()
@@ -251,7 +251,7 @@ class Parser:
                         continue
                 elif self._header(head, tail) == 0:  # not a header: say why
                     break
-            elif c == 13 and tail - head >= 2 and buf[head + 1] == 10 and not self._part:
+            elif c == 13 and tail - head >= 2 and buf[head + 1] == 10 and not self.part:
                 head += 2  # an empty line (every event starts with one): no finds
                 self._skip = False
                 continue
@@ -266,7 +266,7 @@ class Parser:
                     # the buffer holds a line of max_line and a header after it, no
                     # more, and a full buffer that parses to nothing would stop the
                     # reader for good. Then only the header stays.
-                    if self._skip or len(self._part) + br - head - (buf[br - 1] == 13) > self.max_line:
+                    if self._skip or len(self.part) + br - head - (buf[br - 1] == 13) > self.max_line:
                         if not self._skip:
                             self._overlong(mv, head, br)
                         head = br
@@ -278,14 +278,14 @@ class Parser:
             if nl < 0:
                 if self._skip:
                     head = tail
-                elif len(self._part) + tail - head - (buf[tail - 1] == 13) > self.max_line:  # a CR is no text
+                elif len(self.part) + tail - head - (buf[tail - 1] == 13) > self.max_line:  # a CR is no text
                     self._overlong(mv, head, tail)
                     head = tail
                 break
             end = nl - 1 if nl > head and buf[nl - 1] == 13 else nl  # without the CR
             if self._skip:
                 pass
-            elif self._part:
+            elif self.part:
                 if self._keep(mv, head, end):
                     self._end_part()
             elif end - head > self.max_line:
@@ -305,21 +305,21 @@ class Parser:
         if self._skip:
             return False
         if start < end:
-            if len(self._part) + end - start - (mv[end - 1] == 13) > self.max_line:  # a CR before a frame is no text
+            if len(self.part) + end - start - (mv[end - 1] == 13) > self.max_line:  # a CR before a frame is no text
                 self._overlong(mv, start, end)
                 return False
             try:
-                self._part += bytes(mv[start:end])
+                self.part += bytes(mv[start:end])
             except MemoryError:
-                self._part = b""
+                self.part = b""
                 self._skip = True  # the line is lost: drop the rest of it
                 self.errors[NO_MEMORY] += 1
                 return False
         return True
 
     def _end_part(self):
-        line = self._part
-        self._part = b""
+        line = self.part
+        self.part = b""
         if line[-1] == 13:  # the CR came before a frame, the LF after it
             line = line[:-1]
         if line:
@@ -329,8 +329,8 @@ class Parser:
                 self.errors[NO_MEMORY] += 1
 
     def _overlong(self, mv, start, end):
-        part = self._part
-        self._part = b""
+        part = self.part
+        self.part = b""
         self._skip = True
         if part:
             self._error(OVERLONG, part, 0, 16)
