@@ -219,7 +219,7 @@ def test_a_name_cannot_pin_a_new_connection_to_a_peer_of_its_choosing():
     # A browser connected, its request not yet in, and a scan ran: "{0,6.6.6.6,6,1}x" in a
     # name was its first frame, which pinned it to 6.6.6.6. Its real request, later in the
     # scan, then read as the row's text, so its bytes were the module's lines: one
-    # "[Reset Event]" in a POST ended every socket. A scan's frames now pin no peer.
+    # "[Reset Event]" in a POST ended every socket. A header inside a row now pins no peer.
     async def main():
         module = ok_module()
         engine, events = engine_with(module)
