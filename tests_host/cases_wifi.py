@@ -240,6 +240,32 @@ def test_a_name_cannot_pin_a_new_connection_to_a_peer_of_its_choosing():
     run(main())
 
 
+def test_a_new_connection_on_an_id_that_changed_hands_in_a_name_keeps_its_request():
+    # A browser left and another took its id while the module printed an SSID, so both
+    # events were read as the name's text. The new one's request came between two rows
+    # and, naming another peer than the socket's, was read as row text: its bytes were
+    # the module's lines. Outside a row no name can be: it is a new connection's frame.
+    async def main():
+        module = ok_module()
+        engine, events = engine_with(module)
+        old = engine._new_socket(0, ACCEPTED)
+        module.uart.emit(b"{0,10.0.0.9,40000,3}GET\r\n")
+        await settle()
+        body = b"POST / HTTP/1.0\r\n\r\n[Reset Event]\r\n"
+        rows = (
+            b"001/x\r\n[DISCONNECT 0]\r\n\r\n[CONNECT 0]\r\ny/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n"
+            + b"{0,10.0.0.99,5555,%d}%s\r\n" % (len(body), body)
+            + b"002/MyAP/00:11:22:33:44:66/-70/54/Infra/Open/2.4/11\r\n"
+        )
+        found = await scan(engine, module, rows, (b"0/TSN/10.0.0.99:5555/80/0",))
+        new = engine.table[0]
+        engine.stop()
+        eq([n["bssid"][-2:] for n in found], ["55", "66"])
+        eq((old.open, new.peer, new.rx.read(), engine.counters["resets"], events), (False, ("10.0.0.99", 5555), body, 0, [(P.CONNECT, 0)]))
+
+    run(main())
+
+
 def test_a_datagram_during_a_scan_is_a_datagram_whoever_sent_it():
     # A UDP socket takes datagrams from anyone, during a scan too. Once, a UDP client's
     # frames from another sender were read as SSID text during a scan, to keep a network

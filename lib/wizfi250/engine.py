@@ -696,10 +696,11 @@ class Engine:
             # A TCP connection's frames all come from its one peer: this is not its data.
             # (A UDP socket has no head: any sender's datagram is one, during a scan too.
             # Taken for text, a datagram would be read as the module's lines.)
-            tx = self.tx
-            if tx is not None and tx.whole is not None:
+            if self._in_row():
                 # A scan prints names as they came over the air: an SSID that reads
-                # as a frame header ("{0,1.2.3.4,5,4}EVIL") is the row's text.
+                # as a frame header ("{0,1.2.3.4,5,4}EVIL") is the row's text. Outside
+                # a row no name can be: read as text, a real frame's payload was read
+                # as the module's lines.
                 counters["air"] += 1
                 return None
             # Its id changed hands unseen (the [DISCONNECT n] and [CONNECT n] taken for
@@ -723,9 +724,8 @@ class Engine:
                 # Not one inside a scan's row: a name that reads as a header would pin it to
                 # a peer of the name's choosing, and its real frames, read as the row's text
                 # then, would be read as the module's lines ("[Reset Event]" in a request).
-                tx = self.tx
-                parser = self.parser
-                if tx is None or tx.whole is None or not (self._row or parser.inline or parser.part):
+                if not self._in_row():
+                    parser = self.parser
                     try:
                         head = parser.seen[sid]
                         sock.peer = parser.frame_peer()
@@ -750,6 +750,13 @@ class Engine:
 
     def error(self, code, text):
         pass  # counted by the parser (parser.errors); nothing to undo here
+
+    def _in_row(self):
+        """Is the header being announced inside a scan's row, where a network's name may
+        hold one? Only there: a line under way (the parser's), or a row a line end cut."""
+        tx = self.tx
+        parser = self.parser
+        return tx is not None and tx.whole is not None and (self._row is not None or parser.inline or parser.part != b"")
 
     # --- state --------------------------------------------------------------
 

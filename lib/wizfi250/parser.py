@@ -224,7 +224,7 @@ class Parser:
                     # (each turn reloads the state, and _header was one more call).
                     left = h >> 6  # the whole payload is still to come
                     self._hs = head
-                    try:  # _frame's work, without its call: this runs for every frame
+                    try:  # as in _header, without its call: this runs for every frame
                         target = self.sink.frame(buf[head + 1] - 48, left)
                     except MemoryError:
                         self.errors[NO_MEMORY] += 1
@@ -345,18 +345,11 @@ class Parser:
         except MemoryError:
             pass  # counted already; the text was only for the report
 
-    # The sink is called inside a try (here, in _end_part, and inline in parse for
-    # every frame and line), because its handling (or ours) can run out of heap. That
+    # The sink is called inside a try (here, in _end_part, in _header, and inline in parse
+    # for every frame and line), because its handling (or ours) can run out of heap. That
     # line or frame is then lost, counted, and parsing goes on after it: a frame's
     # payload is skipped by its length, never read as lines. Letting the MemoryError
     # out would stop the reader, and the driver with it.
-
-    def _frame(self, sid, length):
-        try:
-            return self.sink.frame(sid, length)
-        except MemoryError:
-            self.errors[NO_MEMORY] += 1
-            return DISCARD
 
     def _header(self, i, tail):
         """Parse the header at ``buf[i] == '{'``: its size, 0 if incomplete, -1 if bad (reported)."""
@@ -366,7 +359,11 @@ class Parser:
             length = h >> 6
             self._hs = i
             self.inline = True  # parse takes a header at a line start itself: this one is inside
-            target = self._frame(buf[i + 1] - 48, length)
+            try:
+                target = self.sink.frame(buf[i + 1] - 48, length)
+            except MemoryError:
+                self.errors[NO_MEMORY] += 1
+                target = DISCARD
             self.inline = False
             if target is None:
                 return -1  # no frame, the sink says: text, as a bad header is (counted by the sink)
