@@ -718,24 +718,23 @@ class Engine:
             sock = self._new_socket(sid, ACCEPTED, self.server_port)
             self._deliver(P.CONNECT, sid, sock)
         if sock.datagrams is None:
-            if sock.head is None:
-                # Its first frame names its peer, as the module spells it (a client's host
-                # may be spelled otherwise); every later header must begin as this one does.
-                # Not one inside a scan's row: a name that reads as a header would pin it to
-                # a peer of the name's choosing, and its real frames, read as the row's text
-                # then, would be read as the module's lines ("[Reset Event]" in a request).
-                if not self._in_row():
-                    parser = self.parser
-                    try:
-                        head = parser.seen[sid]
-                        sock.peer = parser.frame_peer()
-                        sock.head = head[: head.rfind(b",") + 1]  # "{sid,ip,port,"
-                    except MemoryError:
-                        head = b""
-                    if not head:
-                        # No heap for its header, here or in the check (which then keeps
-                        # none): its reader fails rather than read a stream without its start.
-                        self.drop(sock)
+            # Its first frame names its peer, as the module spells it (a client's host may
+            # be spelled otherwise); every later header must begin as this one does. Not
+            # one inside a scan's row: a name that reads as a header would pin it to a peer
+            # of the name's choosing, and its real frames, read as the row's text then,
+            # would be read as the module's lines ("[Reset Event]" in a request).
+            if sock.head is None and not self._in_row():
+                parser = self.parser
+                try:
+                    head = parser.seen[sid]
+                    sock.peer = parser.frame_peer()
+                    sock.head = head[: head.rfind(b",") + 1]  # "{sid,ip,port,"
+                except MemoryError:
+                    head = b""
+                if not head:
+                    # No heap for its header, here or in the check (which then keeps
+                    # none): its reader fails rather than read a stream without its start.
+                    self.drop(sock)
         elif not sock.closing:  # UDP: a datagram from anyone
             if length > sock.rx.free():
                 # recvfrom takes a datagram whole: one the ring has no room for now is
