@@ -431,7 +431,7 @@ def test_a_close_whose_command_finds_no_heap_still_gives_back_the_ring():
         module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50000,16}GET / HTTP/1.0\n\r\n")
         await asyncio.sleep(0.05)
         eq(engine.table[1], None)
-        eq(len(engine._rings), 1)  # back for the next connection, not lost with this one
+        eq(len(engine.rings), 1)  # back for the next connection, not lost with this one
         eq(server.active, 0)
         engine.stop()
 
@@ -455,7 +455,7 @@ def test_a_handler_that_only_calls_close_still_closes_and_gives_back_its_buffers
         await asyncio.sleep(0.1)
         eq(module.payloads, [b"hi"])
         assert b"AT+SMGMT=1" in module.commands
-        eq((engine.table[1], len(engine._rings), len(net.queues)), (None, 1, 1))
+        eq((engine.table[1], len(engine.rings), len(net.queues)), (None, 1, 1))
         engine.stop()
 
     run(main())
@@ -475,6 +475,26 @@ def test_a_reader_slower_than_the_wire_is_no_stall_while_it_reads():
             await asyncio.sleep(0.02)
         engine.stop()
         eq((got, engine.counters["overflow"]), (b"s" * 100 + b"t" * 60, 0))
+
+    run(main())
+
+
+def test_an_echo_whose_send_waits_behind_its_peers_message_gets_the_message_whole():
+    # The echo's send of what it read waits for its prompt, and the rest of the peer's
+    # message, ahead of that prompt, fills the ring: the one task that would read it is
+    # the one waiting. The UART stood still until the stall limit dropped the socket.
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, socket_rx=32, stall_ms=1000)
+        stream = Stream(engine, engine._new_socket(0, TCP))
+        message = bytes(range(200))  # the ring and six more of its size
+        module.replies[b"AT+SSEND=0"] = lambda cmd: b"{0,10.0.0.1,80,200}" + message + b"\r\n[%s]\r\n" % cmd[9:]
+        await asyncio.wait_for(stream.awrite(b"e" * 600), 0.5)
+        eq(await stream.readexactly(200), message)
+        eq((engine.counters["overflow"], len(engine.rings)), (0, 6))  # each lent ring back once read
+        await stream.aclose()
+        eq(len(engine.rings), 7)
+        engine.stop()
 
     run(main())
 

@@ -135,6 +135,39 @@ def test_reader_that_stops_reading_costs_only_its_own_socket():
     run(main())
 
 
+def test_a_peer_that_outsends_the_lent_rings_is_held_then_dropped_and_every_ring_comes_back():
+    # Lending must end somewhere: only the UART can hold back a peer that keeps sending.
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, socket_rx=32, stall_ms=300)
+        sock = engine._new_socket(0, TCP)
+        message = b"m" * 400  # more than the ring and the eight it may be lent (9 x 32)
+        module.replies[b"AT+SSEND=0"] = lambda cmd: b"{0,10.0.0.1,80,400}" + message + b"\r\n[%s]\r\n" % cmd[9:]
+        module.replies[b"AT+SMGMT=0"] = b"[OK]\r\n\r\n[DISCONNECT 0]\r\n"
+        await asyncio.wait_for(engine.ssend(sock, b"e" * 600), 1)  # its prompt came once the socket was dropped
+        await asyncio.sleep(0.05)
+        eq((engine.counters["overflow"], sock.error, sock.open), (1, 105, False))
+        sock.release()
+        eq(len(engine.rings), 9)
+        engine.stop()
+
+    run(main())
+
+
+def test_a_full_ring_is_not_lent_more_while_no_command_waits():
+    # Nobody waits for the module: the UART is held, as back-pressure wants, not buffered.
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, socket_rx=32, stall_ms=1000)
+        sock = engine._new_socket(0, TCP)
+        module.uart.emit(b"{0,10.0.0.1,80,100}" + b"s" * 100 + b"\r\n")
+        await asyncio.sleep(0.1)
+        eq((len(sock.rx), sock.rx.next, engine.parser._left), (32, None, 68))
+        engine.stop()
+
+    run(main())
+
+
 def test_a_restart_during_the_close_of_a_dropped_socket_leaves_no_task_error():
     async def main():
         errors = []

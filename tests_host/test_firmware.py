@@ -485,7 +485,7 @@ def test_the_udp_echo_outlives_a_failed_send_and_gives_back_its_socket():
         service.cancel()
         engine.stop()
         opened = [c for c in module.commands if c.startswith(b"AT+SCON=O,USN")]
-        return len(echoed), len(opened), len(engine._rings), [sock for sock in engine.table if sock is not None]
+        return len(echoed), len(opened), len(engine.rings), [sock for sock in engine.table if sock is not None]
 
     echoed, opened, pooled, table = asyncio.run(serve())
     assert (echoed, opened, pooled, len(table)) == (4, 2, 1, 1), (echoed, opened, pooled, table)

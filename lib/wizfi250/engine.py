@@ -31,6 +31,8 @@ _CUT_QUIET_MS = const(500)  # a frame whose bytes stopped this long ago was cut 
 _CUT_LATE_MS = const(2000)  # ... or this long, for one begun after the command on the wire
 _BANNER_MS = const(3000)  # after AT+MRESET's [OK], wait this long for the banner before asking (reference 2.4)
 _RESTART_MS = const(20000)  # ... and this long in all for the module to answer again
+_LEND_MS = const(10)  # a full socket unread this long while a command waits is lent a ring (see _lend)
+_LENT_MAX = const(8)  # ... up to this many
 
 EIO = 5
 EINVAL = 22
@@ -88,10 +90,11 @@ class Engine:
         # its first send, on a heap fragmented by then, it failed at 160K (measured).
         self._payload = memoryview(bytearray(SSEND_MAX)) if rings else None
         self._moved = asyncio.Event()  # the open transaction made progress
-        # Receive rings of released sockets, for reuse. A firmware makes them up front
-        # (``rings``): on a busy, fragmented heap a 2 KB ring for a new connection can
-        # fail, and that connection is then lost (see _new_socket).
-        self._rings = [Ring(socket_rx) for _ in range(rings)]
+        # Spare receive rings: a new socket takes its ring from here, a released one gives
+        # its rings back, and rings lent to a full socket (``_lend``) come back once read.
+        # A firmware makes them up front (``rings``): on a busy, fragmented heap a 2 KB ring
+        # for a new connection can fail, and that connection is then lost (see _new_socket).
+        self.rings = [Ring(socket_rx) for _ in range(rings)]
         self._resync = False
         # A prompt came after its SSEND had timed out: until this deadline (or the final
         # line that ends it), the module takes every byte as that SSEND's payload.
@@ -152,10 +155,14 @@ class Engine:
                 if since is None or rx.head != held:
                     since = ticks_ms()
                     held = rx.head
-                elif ticks_diff(ticks_ms(), since) > self.stall_ms:
-                    since = None
-                    self._drop_stalled()
-                    continue
+                else:
+                    waited = ticks_diff(ticks_ms(), since)
+                    if waited > self.stall_ms:
+                        since = None
+                        self._drop_stalled()
+                        continue
+                    if waited >= _LEND_MS and self.tx is not None and self._lend(parser._target):
+                        continue
                 await sleep_ms(1)
         except BaseException as e:  # stopped, cancelled with the program, transport failed, heap ran out
             if self._task is asyncio.current_task():
@@ -165,6 +172,32 @@ class Engine:
             else:
                 self._fail_all(e.args[0] if isinstance(e, OSError) and e.args else EIO, repr(e))
             raise
+
+    def _lend(self, sock):
+        """Lend the full ``sock`` a spare ring behind its own, while a command waits; True if lent.
+
+        The command's answer is behind the frame the full ring holds, and the task
+        that would read the socket may be the one waiting for it: an echo's send of
+        what it read waits for its prompt while the rest of the peer's message, ahead
+        of that prompt, fills the ring. Held, the UART stood still until the stall
+        limit dropped the socket. Lent rings come from the spare ones (else the heap)
+        and go back once read (``Socket.advance``). A socket takes at most
+        ``_LENT_MAX``, then the UART is held as before: a peer that keeps sending
+        faster than the app reads must be held back, and only the UART can do that."""
+        assert isinstance(sock, Socket)  # only a socket's ring refuses payload
+        ring = sock.rx
+        lent = 0
+        while ring.next is not None:
+            ring = ring.next
+            lent += 1
+        if lent == _LENT_MAX:
+            return False
+        try:
+            ring.next = self.rings.pop() if self.rings else Ring(self.socket_rx)
+        except MemoryError:
+            return False
+        ring.next.clear()
+        return True
 
     def _drop_stalled(self):
         """The app stopped reading the socket whose full ring holds the UART.
@@ -322,9 +355,11 @@ class Engine:
         UART, and with it this very command's answer, until the stall limit.
         """
         sock.closing = True
-        if sock.rx is not None:
-            self.counters["discarded"] += len(sock.rx)
-            sock.rx.clear()
+        ring = sock.rx
+        while ring is not None:  # its own ring, and any lent to it
+            self.counters["discarded"] += len(ring)
+            ring.clear()
+            ring = ring.next
         async with self._lock:
             try:
                 if self._resync:  # before the check: events come in while it runs
@@ -895,7 +930,7 @@ class Engine:
         try:
             ring = None  # a listener never receives: data on its id is a new connection
             if kind != LISTENER:
-                ring = self._rings.pop() if self._rings else Ring(self.socket_rx)
+                ring = self.rings.pop() if self.rings else Ring(self.socket_rx)
                 ring.clear()
         except MemoryError:
             # The reader runs this: it must not die of a full heap. The socket
@@ -915,11 +950,17 @@ class Engine:
         sock.ended(errno)
 
     def forget(self, sock):
-        """The app released ``sock``: stop writing into its ring and keep the ring for reuse."""
+        """The app released ``sock``: stop writing into its ring and keep the ring (and any
+        lent to it) for reuse."""
         self.counters["discarded"] += self.parser.abandon(sock)
         if self.table[sock.sid] is sock:
             self.table[sock.sid] = None
-        self._rings.append(sock.rx)
+        ring = sock.rx
+        while ring is not None:
+            self.rings.append(ring)
+            lent = ring.next
+            ring.next = None
+            ring = lent
 
     def listener(self):
         """The server's listening socket, on whichever id the module moved it to, or None."""

@@ -16,6 +16,7 @@ class Ring:
         self.mv = memoryview(self.buf)
         self.head = 0  # first unread byte
         self.tail = 0  # one past the last unread byte
+        self.next = None  # type: Ring | None  # a ring lent to take what comes after these bytes (Engine._lend)
 
     def __len__(self):
         return self.tail - self.head

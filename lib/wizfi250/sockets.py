@@ -51,7 +51,10 @@ class Socket:
         if self.closing:  # nobody will read it, and waiting for room would hold the UART
             self.engine.counters["discarded"] += end - start
             return end - start
-        n = self.rx.write(mv, start, end)
+        ring = self.rx
+        while ring.next is not None:  # rings lent while a command waited: what comes goes last
+            ring = ring.next
+        n = ring.write(mv, start, end)
         if n:
             self.rx_bytes += n
             self.changed.set()
@@ -66,6 +69,16 @@ class Socket:
         if error and not self.error:
             self.error = error
         self.changed.set()
+
+    def advance(self):
+        """``rx`` is read empty: the ring lent behind it (``Engine._lend``), if any, is read
+        next, and the empty one goes back to the engine's spare rings."""
+        rx = self.rx
+        while rx.next is not None and rx.head == rx.tail:
+            lent = rx.next
+            rx.next = None
+            self.engine.rings.append(rx)
+            self.rx = rx = lent
 
     def release(self):
         """The application is done with it: the engine takes back its receive ring."""

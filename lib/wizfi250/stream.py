@@ -118,6 +118,7 @@ class Stream:
         sock = self.sock
         if sock.rx is None:
             raise OSError(sock.error or ECONNRESET)
+        sock.advance()
         if len(sock.rx):
             return False
         if sock.error:

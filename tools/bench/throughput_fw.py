@@ -7,7 +7,10 @@ UART and the payload:
 ``tx N\\n``  the firmware sends N bytes, written in 4200-byte pieces the way
            an application streams a file;
 ``rx N\\n``  the client sends N bytes, the firmware reads them with
-           ``readinto`` and answers ``done\\n`` once it has all of them.
+           ``readinto`` and answers ``done\\n`` once it has all of them;
+``echo N\\n`` the firmware writes back each piece of the N bytes it reads before it
+           reads again, so each send waits behind what the client sent meanwhile
+           (tests_host/test_full_duplex.py).
 """
 
 import asyncio
@@ -24,6 +27,15 @@ async def serve(reader, writer):
         piece = memoryview(PIECE)
         while left > 0:
             k = min(left, len(piece))
+            await writer.awrite(piece[:k])
+            left -= k
+    elif op == b"echo":
+        buf = bytearray(1024)
+        piece = memoryview(buf)
+        while left > 0:
+            k = await reader.readinto(buf)
+            if not k:
+                break
             await writer.awrite(piece[:k])
             left -= k
     else:
