@@ -219,9 +219,12 @@ class HeadReader:
         return data
 
     async def read(self, n=-1):
-        if self.buf:
-            return self._take(len(self.buf) if n < 0 else n)
-        return await self._streamed().read(n)
+        if not self.buf:
+            return await self._streamed().read(n)
+        if n >= 0:
+            return self._take(n)
+        # Everything to the end, as asyncio's read(): what was read ahead, then the rest.
+        return self._take(len(self.buf)) + await self._streamed().read()
 
 
 class Connection:
