@@ -35,6 +35,7 @@ def test_echo_rules_lf_backspace_and_empty_line():
 def test_prefix_and_case_insensitive_matching():
     c = joined()
     assert c.say(b"at+minfo\r") == b"FW version/HW version\r\n1.0.5.2/WizFi250 Rev 1.0\r\n" + OK
+    assert c.say(b"at+mecho=?\r") == b"0\r\n" + OK  # a query in lower case too
     assert c.say(b"AT+WSTATUS\r").startswith(b"IF/SSID/")  # works as WSTAT
     assert c.say(b"AT+SMGMT\r") == INVALID  # '=' is part of the table entry
     assert c.say(b"AT+MECHO?\r") == INVALID  # '?' without '='
@@ -227,6 +228,14 @@ def test_scon_validation():
     assert c.say(b"AT+SCON=?\r") == b"S,TSN,0.0.0.0,0,80,0\r\n" + OK
 
 
+def test_smgmt_rejects_an_unused_id_and_a_non_number():
+    c = joined()
+    c.say(b"AT+SCON=O,USN,,,5000,0\r")
+    assert c.say(b"AT+SMGMT=5\r") == INVALID  # no socket 5
+    assert c.say(b"AT+SMGMT=x\r") == b"[ERROR: INVALID SCID]\r\n"
+    assert sorted(c.m.sockets) == [0]
+
+
 def test_frames_are_at_most_1460_bytes():
     c = joined()
     c.say(b"AT+SCON=O,USN,,,5000,0\r")
@@ -374,6 +383,20 @@ def test_chaos_injection_at_each_point_of_an_ssend():
     assert c.say(b"hi") == b"{0,127.0.0.1,5000,1}c\r\n" + OK  # between the payload and [OK]
 
 
+def test_chaos_injection_without_echo_lands_before_and_inside_the_prompt():
+    c = joined()
+    c.say(b"AT+SCON=O,UCN,127.0.0.1,9000,0,0\r")
+    c.m.chaos.inject = True
+    c.m.received(0, b"abc", ("127.0.0.1", 9000))
+    c.m.received(0, b"xyz", ("127.0.0.1", 9000))
+    assert c.take() == b""  # held back for the next SSEND
+    assert c.say(b"AT+SSEND=0,,,2\r") == (
+        b"{0,127.0.0.1,9000,3}abc\r\n"  # where the echo would end
+        b"[0,,,2{0,127.0.0.1,9000,3}xyz\r\n]\r\n"
+    )
+    assert c.say(b"hi") == OK  # nothing left to inject
+
+
 def test_chaos_injection_releases_held_output_without_an_ssend():
     c = tcp_client()
     c.m.chaos.inject = True
@@ -466,6 +489,15 @@ def test_mreset_closes_sockets_leaves_then_prints_the_banner():
     assert c.wait(0.2) == BANNER + b"\r\n"
     assert c.say(b"AT\r") == b"AT\r\n" + OK  # echo on again
     assert c.m.fsock9 == 0 and not c.m.joined  # RAM settings are gone
+
+
+def test_hardware_reset_closes_sockets_silently_then_prints_the_banner():
+    c = joined()
+    c.say(b"AT+SCON=O,USN,,,5000,0\r")
+    c.m.reset()
+    assert c.take() == BANNER + b"\r\n"  # no [DISCONNECT 0]
+    assert ("close", 0) in c.net.calls
+    assert c.m.echo and not c.m.sockets
 
 
 def test_mprof_save_keeps_settings_across_reset_and_mfdef_restores_factory():
