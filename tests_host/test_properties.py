@@ -37,3 +37,10 @@ def test_parser_reconstructs_random_output_at_any_chunking(data):
 @given(st.data())
 def test_engine_delivers_everything_interleaved_with_ssend(data):
     run(interleaved_ssend(DataChooser(data)))
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_engine_delivers_everything_while_the_senders_own_reader_waits(data):
+    # Each ring lent takes 10 ms of waiting: fewer examples than the others.
+    run(interleaved_ssend(DataChooser(data), echo=True))
