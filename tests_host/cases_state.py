@@ -154,7 +154,7 @@ def test_a_peer_that_outsends_the_lent_rings_is_held_then_dropped_and_every_ring
     run(main())
 
 
-def test_a_full_ring_is_not_lent_more_while_no_command_waits():
+def test_a_full_ring_is_lent_nothing_while_no_command_waits():
     # Nobody waits for the module: the UART is held, as back-pressure wants, not buffered.
     async def main():
         module = Module()
