@@ -211,10 +211,10 @@ class Engine:
 
     def drop(self, sock):
         """Give ``sock`` up from where nothing may wait (the reader, an accept). Its reader
-        gets ENOBUFS after what its ring holds, never a clean end of a stream that lost
-        bytes. It is closed on the module too, and stays in the table until then, dropping
-        what still comes: forgotten while open there, its next frame would look like a new
-        connection (adopted, and handed to the server)."""
+        gets ENOBUFS (after what its rings hold, until the close clears them), never a clean
+        end of a stream that lost bytes. It is closed on the module too, and stays in the
+        table until then, dropping what still comes: forgotten while open there, its next
+        frame would look like a new connection (adopted, and handed to the server)."""
         self.counters["discarded"] += self.parser.abandon(sock)
         sock.closing = True
         sock.error = ENOBUFS
