@@ -31,7 +31,7 @@ payload" for each socket that is what the module has on its id.
 import asyncio
 import os
 
-from cases_net import _SERVING, _done, _server_after
+from cases_resync import _SERVING, _done, _server_after
 from fakeuart import Module, eq, run, settle
 from gen import TRICKY
 from hypothesis import given, settings

@@ -4,7 +4,8 @@ failed on the driver before the fix. CPython only: one takes 10 s (a send's time
 
 import asyncio
 
-from cases_net import _ROWS, _SERVING, _done, _server_after, net_with
+from cases_resync import _ROWS, _SERVING, _done, _server_after
+from fakenet import net_with
 from fakeuart import Module, eq, run
 from smgmt import listing
 from wizfi250.sockets import ACCEPTED, TCP

@@ -5,7 +5,7 @@ fuzzer that found a send waiting for the lock behind a failed one still sent."""
 
 import asyncio
 
-from cases_net import net_with
+from fakenet import net_with
 from fakeuart import Module, eq, run
 from wizfi250.sockets import TCP
 from wizfi250.stream import Stream
