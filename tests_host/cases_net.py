@@ -265,6 +265,31 @@ def test_peer_disconnect_gives_eof_to_readers_and_104_to_writers():
     run(main())
 
 
+def test_a_client_closed_without_wait_closed_still_sends_closes_and_gives_back_its_id():
+    # CPython's idiom again, on a client: close() and forget the stream. The module kept
+    # the socket, and with eight ids a firmware that did this eight times had no more.
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        module.replies[b"AT+SCON=O,TCN"] = b"[OK]\r\n\r\n[CONNECT 2]\r\n"
+        reader, writer = await net.open_connection("10.0.0.2", 7)
+        rings = len(engine.rings)
+        writer.write(b"bye")
+        writer.close()
+        await fails(writer.awrite(b"late"), 104)  # closing: no more writes
+        await asyncio.sleep(0.05)
+        eq(module.payloads, [b"bye"])  # what was written before the close leaves first
+        eq([c for c in module.commands if c.startswith(b"AT+SMGMT")], [b"AT+SMGMT=2"])
+        eq((engine.table[2], len(engine.rings)), (None, rings + 1))
+        await writer.wait_closed()  # after the fact: nothing left to do, nothing done twice
+        writer.close()
+        await asyncio.sleep(0.02)
+        eq(len([c for c in module.commands if c.startswith(b"AT+SMGMT")]), 1)
+        engine.stop()
+
+    run(main())
+
+
 def test_read_without_a_size_reads_to_the_end_of_the_stream():
     # As asyncio's read(): it returned the first frame alone, and a client that read
     # a whole response with one read() got its first piece.

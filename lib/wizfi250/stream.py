@@ -106,7 +106,7 @@ class Stream:
         self._pool = pool  # a list of spare output queues shared with other streams, or None
         self._out = None  # the output queue, from the first write on
         self._flusher = None
-        self._closed = False
+        self._closed = False  # True once closing; close()'s task while it closes
         self._changed = EventWaiter(sock.changed)
 
     # --- reading ------------------------------------------------------------
@@ -256,12 +256,23 @@ class Stream:
     # --- closing ------------------------------------------------------------
 
     def close(self):
-        """Start closing; ``wait_closed`` finishes it (asyncio's split)."""
-        self._closed = True
+        """Start closing: a task does what ``wait_closed`` does. A stream closed and
+        forgotten (CPython allows it) would otherwise hold its module socket for good,
+        and the module has eight. ``aclose`` closes in place, with no task."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self._closed = asyncio.create_task(self.wait_closed())
+            except MemoryError:
+                pass  # a later wait_closed or aclose (a server's, after every handler) closes it
 
     async def wait_closed(self):
         """Send what is queued, close the module socket, give back ring and queue.
         Done once, a second call finds nothing left: the server calls it after every handler."""
+        closing = self._closed
+        if closing is not True and closing is not False and closing is not asyncio.current_task():
+            await closing  # close()'s task: it does the closing, once
+            return
         sock = self.sock
         try:
             try:
@@ -286,7 +297,8 @@ class Stream:
             sock.release()  # the ring goes back to its pool in any case
 
     async def aclose(self):
-        self.close()
+        if not self._closed:
+            self._closed = True
         await self.wait_closed()
 
     def get_extra_info(self, name):
