@@ -290,6 +290,41 @@ def test_a_client_closed_without_wait_closed_still_sends_closes_and_gives_back_i
     run(main())
 
 
+def test_a_client_with_no_heap_for_its_socket_or_stream_leaves_nothing_open_on_the_module():
+    # Its Socket was made at its [CONNECT n]: with no heap then the connect failed with
+    # ECONNREFUSED, and the module kept the connection, whose data a server took for a
+    # browser's. Now the Socket is made before the SCON.
+    async def main():
+        module = Module()
+        net, engine = net_with(module)
+        module.replies[b"AT+SCON=O,TCN"] = b"[OK]\r\n\r\n[CONNECT 2]\r\n"
+        with NoHeapFor("Socket"):
+            try:
+                await net.open_connection("10.0.0.2", 7)
+                raise AssertionError("connected without heap")
+            except MemoryError:
+                pass
+        eq([c for c in module.commands if c.startswith(b"AT+SCON")], [])
+        reader, writer = await net.open_connection("10.0.0.2", 7)  # heap again: it connects
+        eq((writer.sock.sid, writer.sock.local_port, engine.table[2] is writer.sock), (2, 0, True))
+        module.uart.emit(b"{2,10.0.0.2,7,2}hi\r\n")
+        eq(await reader.read(2), b"hi")
+        await writer.aclose()
+        # Opened, but no heap for its Stream: closed on the module, not left to nobody.
+        module.replies[b"AT+SCON=O,TCN"] = b"[OK]\r\n\r\n[CONNECT 3]\r\n"
+        with NoHeapFor("Stream", netmod):
+            try:
+                await net.open_connection("10.0.0.2", 7)
+                raise AssertionError("a client without its stream")
+            except MemoryError:
+                pass
+        await asyncio.sleep(0.02)
+        eq(([c for c in module.commands if c.startswith(b"AT+SMGMT")], engine.table[3]), ([b"AT+SMGMT=2", b"AT+SMGMT=3"], None))
+        engine.stop()
+
+    run(main())
+
+
 def test_read_without_a_size_reads_to_the_end_of_the_stream():
     # As asyncio's read(): it returned the first frame alone, and a client that read
     # a whole response with one read() got its first piece.

@@ -9,18 +9,19 @@ from wizfi250 import engine as engine_module
 
 class NoHeapFor:
     """``with NoHeapFor("Ring"):`` making that class of the engine module (a new
-    socket's receive ring, or the ``Socket`` itself) fails with MemoryError, as
-    it can on a full, fragmented heap."""
+    socket's receive ring, or the ``Socket`` itself), or of ``module``, fails with
+    MemoryError, as it can on a full, fragmented heap."""
 
-    def __init__(self, name):
+    def __init__(self, name, module=engine_module):
         self.name = name
+        self.module = module
 
     def __enter__(self):
-        self.made = getattr(engine_module, self.name)
-        setattr(engine_module, self.name, self._fail)
+        self.made = getattr(self.module, self.name)
+        setattr(self.module, self.name, self._fail)
 
     def __exit__(self, *exc):
-        setattr(engine_module, self.name, self.made)
+        setattr(self.module, self.name, self.made)
 
     @staticmethod
     def _fail(*args):

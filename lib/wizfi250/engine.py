@@ -55,7 +55,7 @@ class _Transaction:
         self.prompt = prompt  # SSEND: the (sid, len) prompt awaited; True once seen
         self.claim = claim  # SCON client: the first [CONNECT n]/[DISCONNECT n] of a free id is ours
         self.claimed = None  # type: tuple | None  # (kind, sid) once claimed
-        self.sock = None  # type: Socket | None  # SCON: the socket its [CONNECT n] opened
+        self.sock = None  # type: Socket | None  # SCON: the client's socket; its [CONNECT n] gives it an id
         self.kind = 0  # SCON: the kind of socket asked for
         self.closing = -1  # SMGMT: the sid whose [DISCONNECT n] belongs to this command
         self.listened = False  # a [LISTEN n] came while this command was open
@@ -319,6 +319,10 @@ class Engine:
             tx.kind = kind
             if kind == LISTENER:
                 self.server_port = local_port
+            else:
+                # Made before the command: with no heap for it once the module has
+                # connected, the connection would stay open there with nobody here.
+                tx.sock = Socket(self, 0, kind, local_port)
             await self._run(tx, timeout_ms)
             if kind == LISTENER:
                 sock = self.listener()
@@ -332,13 +336,13 @@ class Engine:
                     raise OSError(EIO, "no free socket")
                 self._listen(sid)
                 return self.table[sid]
-            assert tx.claimed  # _run ends a claiming SCON only once its id is claimed
-            sock = tx.sock
-            if sock is None:
+            claimed = tx.claimed
+            assert claimed  # _run ends a claiming SCON only once its id is claimed
+            if claimed[0] != P.CONNECT:
                 raise OSError(ECONNREFUSED, "connect failed")
             # Not self.table[sid]: the peer may have spoken and closed already. The
             # socket is then returned ended, with what it said still to read.
-            sock.local_port = local_port
+            sock = tx.sock
             if port and sock.head is None:  # else its first frame named the peer, as the module spells it
                 sock.peer = (host, port)
             return sock
@@ -806,7 +810,7 @@ class Engine:
             # The SCON in flight opened this id: the result is the command's, not an event.
             tx.claimed = (kind, sid)
             if kind == P.CONNECT:
-                tx.sock = self._new_socket(sid, tx.kind)
+                self._new_socket(sid, tx.kind, 0, tx.sock)
             self._moved.set()
             return
         if kind == P.DISCONNECT and tx is not None and tx.closing == sid and sock is not None:
@@ -926,7 +930,9 @@ class Engine:
             tx.error = OSError(errno, why)
             self._moved.set()
 
-    def _new_socket(self, sid, kind, local_port=0):
+    def _new_socket(self, sid, kind, local_port=0, sock=None):
+        """Put a socket with a receive ring on ``sid``: a new one, or ``sock``, a client's
+        made before its SCON."""
         try:
             ring = None  # a listener never receives: data on its id is a new connection
             if kind != LISTENER:
@@ -936,7 +942,11 @@ class Engine:
             # The reader runs this: it must not die of a full heap. The socket
             # exists on the module, so keep it, drop its input and fail its reader.
             ring = None
-        sock = Socket(self, sid, kind, local_port, ring)
+        if sock is None:
+            sock = Socket(self, sid, kind, local_port, ring)
+        else:
+            sock.sid = sid
+            sock.rx = ring
         if ring is None and kind != LISTENER:
             self.counters["overflow"] += 1
             sock.closing = True  # input dropped; a read fails, and the close still reaches the module

@@ -238,7 +238,11 @@ class Net:
     async def open_connection(self, host, port):
         """A TCP client: returns ``(stream, stream)`` like asyncio.open_connection."""
         sock = await self.engine.open_socket(TCP, await self.resolve(host), port)
-        stream = Stream(self.engine, sock)
+        try:
+            stream = Stream(self.engine, sock)
+        except MemoryError:
+            self.engine.drop(sock)  # open on the module, with nobody here to close it
+            raise
         return stream, stream
 
     async def open_udp(self, local_port=0, remote=None):
@@ -248,7 +252,11 @@ class Net:
         else:
             ip = await self.resolve(remote[0])
             sock = await self.engine.open_socket(UDP, ip, remote[1], local_port)
-        return Datagram(self.engine, sock)
+        try:
+            return Datagram(self.engine, sock)
+        except MemoryError:
+            self.engine.drop(sock)  # as a client's Stream
+            raise
 
 
 def _is_ip(text):
