@@ -2,18 +2,22 @@
 127.0.0.1 through the bridge, the control port, the transcript, flow control."""
 
 import ast
+import fcntl
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 import urllib.request
 
 import pytest
 from emu_support import Running, free_port
+from emulator.bridge import HOST_RX, OUT_HIGH_WATER
 
 BANNER = b"WizFi250 Version 1.0.5.2 (WIZnet Co.Ltd)\r\n"
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -267,6 +271,36 @@ def test_receive_ring_overflows_without_flow_control_and_holds_with_it(flow):
             r.send(b"\rAT\r")
             assert r.expect(b"[OK]\r\n") == b"[ERROR: INVALID INPUT]\r\n[OK]\r\n"
     finally:
+        r.close()
+
+
+@pytest.mark.timeout(30)
+def test_with_flow_a_host_that_stops_reading_holds_the_module_and_its_peer():
+    # RTS both ways: the module writes no more while the host leaves HOST_RX bytes unread,
+    # and reads no more from its peers while OUT_HIGH_WATER bytes wait for the UART (its
+    # TCP window), so a fast peer waits in TCP. The pty alone took 20 KB and more.
+    r = start(flow=True, baud=921600)
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        r.send(b"AT+SCON=O,TCN,127.0.0.1,%d,0,0\r" % server.getsockname()[1])
+        conn, _ = server.accept()
+        if b"[CONNECT 0]" not in r.expect(b"[OK]\r\n"):
+            r.expect(b"\r\n[CONNECT 0]\r\n")
+        data = os.urandom(64000)
+        sender = threading.Thread(target=conn.sendall, args=(data,))
+        sender.start()
+        time.sleep(0.5)  # the host reads nothing: 46 KB of line time
+        unread = struct.unpack("i", fcntl.ioctl(r.fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        assert len(r.buf) + unread <= HOST_RX + 64, unread  # a pass's worth may be under way
+        assert r.in_loop(r.emu.backlog) <= OUT_HIGH_WATER + 1460 + 64
+        got = b""
+        while len(got) < len(data):  # then everything comes, in order
+            got += read_frame(r)[3]
+        assert got == data
+        sender.join(5)
+        conn.close()
+    finally:
+        server.close()
         r.close()
 
 

@@ -8,8 +8,9 @@ holds whatever the scheduling jitter; no per-byte sleeps). Host bytes go into
 the module's 2048-byte receive ring; with ``flow`` (RTS/CTS) the bridge stops
 reading the pty while the ring is full, so the host's writes block as they
 would on a wire with RTS; without it the bytes that do not fit are lost and
-counted. Output leaves in bursts of whatever the line rate allowed since the
-last pass (about 2 ms).
+counted. With ``flow`` the host's RTS holds the module too: output waits while
+the host leaves ``HOST_RX`` bytes unread. Output leaves in bursts of whatever
+the line rate allowed since the last pass (0.5 ms).
 
 A module TCP server on port P listens on 127.0.0.1 at the mapped port. Clients
 that arrive while the module has no listener (the multi-connection listener
@@ -18,10 +19,13 @@ listen backlog.
 """
 
 import asyncio
+import fcntl
 import json
 import os
 import random
 import socket
+import struct
+import termios
 import time
 import traceback
 import tty
@@ -39,7 +43,13 @@ SLACK_S = 0.05  # a stalled loop may catch up on at most this much line time
 # then made every turn of the line (command, prompt, payload, [OK]) wait up to
 # 2 ms, latency the module does not have: 0.87 of the line at 921600; 0.95 now.
 BURST_S = 0.001
-OUT_HIGH_WATER = 8192  # the module's TCP window stand-in: stop reading peers while this much is queued
+# The module's TCP window (2 KB, reference 3.2 [F-DFLT]): peers are not read while this much
+# waits for the UART, so a peer faster than the line (or than a host holding RTS) is held
+# back by TCP, not queued here without end.
+OUT_HIGH_WATER = 2048
+# With ``flow``, the host's RTS: no more is written while this much of it is unread on the
+# pty, a board's UART buffer (the firmware's ``rxbuf``, 2048 by default).
+HOST_RX = 2048
 
 
 class Config:
@@ -389,6 +399,11 @@ class Emulator:
         except (BlockingIOError, OSError):
             return b""
 
+    def _host_unread(self):
+        """Bytes written to the pty that the host has not read yet (those the tty has
+        passed on to its reader; a write takes a moment to show)."""
+        return struct.unpack("i", fcntl.ioctl(self.slave, termios.FIONREAD, b"\0\0\0\0"))[0]
+
     def _write_host(self, data):
         """Write to the serial side: the TCP-serial client if one is connected, else the pty."""
         if self._tcp is not None:
@@ -440,6 +455,8 @@ class Emulator:
                     n = min(n, len(out))
                 else:
                     n = len(out)
+                if self.config.flow and self._tcp is None:
+                    n = min(n, HOST_RX - self._host_unread())  # the host's RTS
                 if self.config.split and n > 1:
                     n = self.rng.randint(1, min(n, 64))
                     self.stats["split_writes"] += 1
