@@ -270,7 +270,7 @@ class Stream:
         """Send what is queued, close the module socket, give back ring and queue.
         Done once, a second call finds nothing left: the server calls it after every handler."""
         closing = self._closed
-        if closing is not True and closing is not False and closing is not asyncio.current_task():
+        if not isinstance(closing, bool) and closing is not asyncio.current_task():
             await closing  # close()'s task: it does the closing, once
             return
         sock = self.sock
