@@ -51,6 +51,7 @@ class Stack:
         """``romfs``: an image from ``build_romfs``, run in place as a board with a ROMFS
         partition would (tools/romfs_boot.py); ``heap`` is then the board's, without it."""
         self.http = free_port()
+        emulator.setdefault("flow", True)  # RTS/CTS, as a board at these rates is wired
         self.module = Running(baud=baud, ports={80: self.http, 7: free_port()}, **emulator)
         self.tmp = tempfile.TemporaryDirectory()
         path = os.path.join(self.tmp.name, "config.json")
