@@ -56,7 +56,6 @@ class _Transaction:
         self.claim = claim  # SCON client: the first [CONNECT n]/[DISCONNECT n] of a free id is ours
         self.claimed = None  # type: tuple | None  # (kind, sid) once claimed
         self.sock = None  # type: Socket | None  # SCON: the client's socket; its [CONNECT n] gives it an id
-        self.kind = 0  # SCON: the kind of socket asked for
         self.closing = -1  # SMGMT: the sid whose [DISCONNECT n] belongs to this command
         self.listened = False  # a [LISTEN n] came while this command was open
         self.error = None  # OSError to raise in the waiter (module reset)
@@ -316,7 +315,6 @@ class Engine:
                 if sock is not None and sock.local_port == local_port:
                     return sock  # one listener per port: the module moves it, never doubles it
             tx = _Transaction(b"AT+SCON=" + args, claim=kind != LISTENER)
-            tx.kind = kind
             if kind == LISTENER:
                 self.server_port = local_port
             else:
@@ -810,7 +808,9 @@ class Engine:
             # The SCON in flight opened this id: the result is the command's, not an event.
             tx.claimed = (kind, sid)
             if kind == P.CONNECT:
-                self._new_socket(sid, tx.kind, 0, tx.sock)
+                sock = tx.sock
+                assert sock is not None  # made by open_socket with the command
+                self._new_socket(sid, sock.kind, 0, sock)
             self._moved.set()
             return
         if kind == P.DISCONNECT and tx is not None and tx.closing == sid and sock is not None:
