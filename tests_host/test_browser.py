@@ -1,5 +1,9 @@
 """Headless Chromium loads every page of www/ through the emulator, three browsers at once,
-while the firmware's TCP client and UDP services run beside the web server."""
+while the firmware's TCP client and UDP services run beside the web server.
+
+The emulator runs as ``tools/run`` runs it, at 921600 with RTS/CTS (``flow``): the site a
+user opens first. The other firmware tests run without flow, where the pty's own buffer
+is all that holds the module back."""
 
 import json
 import os
@@ -24,7 +28,7 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture
 def firmware(tmp_path):
-    fw = Firmware(tmp_path, baud=921600, root=WWW)
+    fw = Firmware(tmp_path, baud=921600, root=WWW, flow=True)
     yield fw
     fw.stop()
 

@@ -30,13 +30,14 @@ class Firmware:
     """main.py against the emulator: under MicroPython (a subprocess) or CPython (a thread)."""
 
     def __init__(self, tmp, baud=0, chaos=False, interpreter="micropython", root=None, debug=None, transcript=None,
-                 heap="256K", romfs=False, script=None):  # fmt: skip
+                 heap="256K", romfs=False, script=None, flow=False):  # fmt: skip
         self.http = free_port()
         self.udp = free_port()
         self.tcp_peer = socket.create_server(("127.0.0.1", 0))
         self.status_rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.status_rx.bind(("127.0.0.1", 0))
-        self.module = Running(baud=baud, ports={80: self.http, 5007: self.udp}, control=0, inject=chaos, transcript=transcript)
+        self.module = Running(baud=baud, ports={80: self.http, 5007: self.udp}, control=0, inject=chaos, transcript=transcript,
+                              flow=flow)  # fmt: skip
         if root is None:
             root = tmp / "www"
             root.mkdir()
