@@ -482,6 +482,51 @@ def test_soft_ap_sets_mode_security_and_address():
     run(main())
 
 
+def test_an_access_point_name_with_a_comma_goes_in_quotes_and_one_the_module_cannot_take_is_refused():
+    # Unquoted, the module splits "Lab,2" at its comma: an access point named "Lab".
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        wifi = WiFi(engine)
+        await wifi.soft_ap("Lab,2", "password1")
+        eq(module.commands[0], b'AT+WSET=1,"Lab,2",,6')
+        module.commands.clear()
+        for name in ('Lab,"2"', '"Lab"'):  # its tokenizer takes no quote inside quotes
+            try:
+                await wifi.soft_ap(name, "password1")
+            except ValueError:
+                pass
+            else:
+                raise AssertionError("soft_ap(%r) sent" % name)
+        eq(module.commands, [])
+        engine.stop()
+
+    run(main())
+
+
+def test_a_value_that_would_break_its_command_line_is_refused_before_anything_is_sent():
+    # A CR ends the module's command line there, and the rest would run as a command of
+    # its own; past 255 bytes the module runs the line cut short.
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        wifi = WiFi(engine)
+        for ssid, key in (("MyAP\rAT+MFDEF=FR", "k" * 8), ("MyAP", "k" * 8 + "\n"), ("My\bAP", "k" * 8),
+                          ("MyAP", "k\0" * 8), ("MyAP", "k" * 250)):  # fmt: skip
+            try:
+                await wifi.join(ssid, key)
+            except ValueError:
+                pass
+            else:
+                raise AssertionError("join(%r, %r) went through" % (ssid, key))
+        eq([c for c in module.commands if not c.startswith(b"AT+WSET")], [])  # no key, no join
+        eq(len(module.commands), 3)  # the WSET of each good SSID: its key's command was refused
+        eq(await wifi.join("MyAP", "k" * 8), "192.168.1.23")  # the engine goes on as before
+        engine.stop()
+
+    run(main())
+
+
 async def probing_supervisor():
     """A supervisor that probes a quiet module every 50 ms, once it is up."""
     module = ok_module()

@@ -33,6 +33,7 @@ _BANNER_MS = const(3000)  # after AT+MRESET's [OK], wait this long for the banne
 _RESTART_MS = const(20000)  # ... and this long in all for the module to answer again
 _LEND_MS = const(10)  # a full socket unread this long while a command waits is lent a ring (see _lend)
 _LENT_MAX = const(8)  # ... up to this many
+_LINE_MAX = const(255)  # a command line's bytes the module keeps; it runs the line cut there (reference 1.2)
 
 EIO = 5
 EINVAL = 22
@@ -542,6 +543,13 @@ class Engine:
 
     async def _run(self, tx, timeout_ms, payload=None):
         """Put ``tx`` on the wire and wait for its end. The lock is held."""
+        cmd = tx.cmd
+        if len(cmd) > _LINE_MAX or b"\r" in cmd or b"\n" in cmd or b"\b" in cmd or b"\0" in cmd:
+            # An SSID, a key or a host name made it so. The module would run a command
+            # cut at 255 bytes or at a NUL, drop the LF, edit at the BS, and run what
+            # follows a CR as a command of its own (reference 1.2). The text stays out
+            # of the message: it may hold a Wi-Fi key.
+            raise ValueError("not one AT command line: over 255 bytes, or a CR, LF, BS or NUL in it")
         if self._task is None:
             raise OSError(ECONNABORTED, "driver stopped")  # no reader: the answer would never come
         if self.restarting and asyncio.current_task() is not self._init_task:
@@ -557,7 +565,7 @@ class Engine:
         self.counters["commands"] += 1
         self._frames_at = self.counters["frames"]
         try:
-            await self.transport.write(tx.cmd + b"\r")
+            await self.transport.write(cmd + b"\r")
             if payload is not None:
                 # Never send the payload unless the module asked for it: after a
                 # rejection it would be parsed as command text (reference 4.3).

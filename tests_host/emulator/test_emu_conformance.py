@@ -137,6 +137,15 @@ def test_wset_and_wsec_queries_and_the_binary_ssid_quirk():
     assert c.say(b"AT+WNET=?\r") == b"1,192.168.12.101,255.255.255.0,192.168.12.1\r\n" + OK
 
 
+def test_an_access_points_ssid_is_a_field_and_quotes_keep_its_commas():
+    c = Core()
+    c.say(b"AT+MECHO=0\r")
+    assert c.say(b"AT+WSET=1,Lab,2,,11\r") == INVALID  # "2" is no BSSID
+    assert c.say(b'AT+WSET=1,"Lab,2",,11\r') == OK
+    assert c.say(b"AT+WSET=?\r") == b"1,Lab,2,00:00:00:00:00:00,11\r\n" + OK
+    assert c.say(b'AT+WSET=1,"Lab"2",,11\r') == INVALID  # a second closing quote
+
+
 def test_soft_ap_join_prints_no_joining_line():
     c = Core()
     c.say(b"AT+MECHO=0\r")

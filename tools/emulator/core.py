@@ -68,6 +68,7 @@ FACTORY = {  # 6.4: the factory profile
 }
 
 _SPECIAL = re.compile(rb"[\r\n\x08]")
+_MAC = re.compile(r"[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2}){5}")  # F-PARSE WXParse_Mac, roughly
 
 
 class Sock:
@@ -510,8 +511,10 @@ class Module:
                 return self.invalid()
             changes = {"mode": 0, "ssid": rest}
         else:
-            f = rest.split(",")
-            if not 0 < len(f[0]) <= 32:
+            f = _fields(rest)  # in AP mode the SSID is a field: a comma in it needs quotes
+            if f is None or not 0 < len(f[0]) <= 32:
+                return self.invalid()
+            if len(f) > 1 and f[1] and not _MAC.fullmatch(f[1]):  # a BSSID, if any, must be a MAC
                 return self.invalid()
             ch = f[2] if len(f) > 2 and f[2] else "6"
             if not ch.isdigit():
@@ -1130,6 +1133,35 @@ def _valid_key(sectype, key):
     if sectype == "":
         return 0 < len(key) <= 128
     return 8 <= len(key) <= 63 or len(key) == 128 and _is_hex(key)
+
+
+def _fields(text):
+    """The parameters as the module's tokenizer (F-PARSE) splits them: at commas, but a field
+    whose first non-blank is '"' runs to the next '"' not after a backslash, commas and
+    backslash included (with none, to the end of the line), and whatever follows it up to
+    the comma is dropped. None for a field with a second closing quote, which the module
+    rejects."""
+    fields = []
+    while True:
+        start = len(text) - len(text.lstrip())
+        if text[start:start + 1] != '"':
+            field, comma, text = text.partition(",")
+        else:
+            end = start + 1
+            while True:
+                end = text.find('"', end)
+                if end < 0:
+                    return fields + [text[start + 1:]]
+                if text[end - 1] != "\\":
+                    break
+                end += 1
+            field = text[start + 1:end]
+            rest, comma, text = text[end + 1:].partition(",")
+            if '"' in rest:
+                return None
+        fields.append(field)
+        if not comma:
+            return fields
 
 
 def _is_hex(text):
