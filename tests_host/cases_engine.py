@@ -7,6 +7,7 @@ MicroPython unix port. The first test is the failure the users hit.
 
 import asyncio
 
+from check import errors
 from fakeuart import FakeUART, Module, engine_with, eq, fails, run, settle
 from wizfi250 import parser as P
 from wizfi250.compat import ticks_diff, ticks_ms
@@ -310,7 +311,7 @@ def test_a_frame_cut_short_by_a_restart_does_not_swallow_what_follows():
         module.replies[b"AT"] = b"[OK]\r\n"
         await settle()
         await fails(engine.command(b"AT", timeout_ms=600), 104)  # its [OK] went into the payload
-        eq((engine.parser.errors[P.CUT_FRAME], engine.restarting, engine.counters["resets"]), (1, True, 1))
+        eq((errors(engine.parser)["cut_frame"], engine.restarting, engine.counters["resets"]), (1, True, 1))
         eq(events, [(P.RESET, b"frame cut short")])  # the supervisor sets the module up again
         eq((sock.open, sock.error, len(sock.rx)), (False, 104, 300 + len(banner) + 6))  # read, then ECONNRESET
         for cmd in (b"AT+MECHO=0", b"AT+MMSG=2", b"AT+MEVTMSG=1", b"AT+FSOCK=9,1"):
@@ -359,7 +360,7 @@ def test_a_frame_held_by_a_full_ring_or_begun_during_the_command_is_not_cut_at_o
         module.uart.emit(b"{0,10.0.0.2,80,400}" + b"x" * 400 + b"\r\n")
         await settle()
         await fails(engine.command(b"AT", timeout_ms=50), 110)  # unanswered: a plain timeout
-        eq((engine.parser.errors[P.CUT_FRAME], engine.restarting), (0, False))
+        eq((errors(engine.parser)["cut_frame"], engine.restarting), (0, False))
         got = b""
         for _ in range(50):  # the reader polls for room every millisecond
             sock.advance()  # as a stream reads: a lent ring once the one before it is empty
@@ -373,7 +374,7 @@ def test_a_frame_held_by_a_full_ring_or_begun_during_the_command_is_not_cut_at_o
 
         module.replies[b"AT+WSTATUS"] = begin_frame  # its frame began after the command went out
         await fails(engine.command(b"AT+WSTATUS", timeout_ms=50), 110)
-        eq((engine.parser.errors[P.CUT_FRAME], engine.restarting, events), (0, False, []))
+        eq((errors(engine.parser)["cut_frame"], engine.restarting, events), (0, False, []))
         engine.stop()
 
     run(main())
@@ -398,7 +399,7 @@ def test_a_frame_cut_while_a_command_waits_is_seen_before_its_timeout():
         await fails(engine.command(b"AT+WSTATUS", timeout_ms=10000), 104)
         waited = ticks_diff(ticks_ms(), start)
         engine.stop()
-        eq((engine.parser.errors[P.CUT_FRAME], engine.restarting, events), (1, True, [(P.RESET, b"frame cut short")]))
+        eq((errors(engine.parser)["cut_frame"], engine.restarting, events), (1, True, [(P.RESET, b"frame cut short")]))
         assert 2000 <= waited < 10000, waited  # after the 2 s of silence, not at the 10 s timeout
 
     run(main())

@@ -7,6 +7,7 @@ drives ``interleaved_ssend`` from hypothesis under CPython.
 import asyncio
 import gc
 
+from check import errors
 from fakeuart import Module, engine_with, eq, run, settle
 from gen import RandomChooser, Script, cutter
 from wizfi250 import parser as P
@@ -126,7 +127,7 @@ async def interleaved_ssend(pick, echo=False):
     await reader
     # Out of heap, the engine loses the line or frame it was handling (and counts
     # it): a budget problem of the test's interpreter, not a protocol one.
-    eq(engine.parser.errors[P.NO_MEMORY], 0)
+    eq(errors(engine.parser)["no_memory"], 0)
     eq(module.payloads, [bytes(n)])
     eq(events, want_events)
     eq(len(created), len(want_bytes))

@@ -5,7 +5,7 @@ No pytest import here: ``test_core.py`` collects these for pytest and
 """
 
 
-from check import eq
+from check import eq, errors
 from gen import MAX_ITEMS, RandomChooser, Script, chunks, cutter
 from wizfi250 import header
 from wizfi250 import parser as P
@@ -252,7 +252,7 @@ def test_events_and_boot_banner():
         eq(rec.lines[6][1], "192.168.12.10")
         eq(rec.lines[7][1], "192.168.12.1")
         eq([a for k, a, t in rec.lines[8:11]], [3, 7, 0])
-        eq(parser.errors[P.UNKNOWN_LINE], 1)  # [P2P Fail Event] is reported, not hidden
+        eq(errors(parser)["unknown_line"], 1)  # [P2P Fail Event] is reported, not hidden
 
 
 def test_a_banner_behind_what_the_restart_cut_short_is_still_a_banner():
@@ -261,7 +261,7 @@ def test_a_banner_behind_what_the_restart_cut_short_is_still_a_banner():
     for before in (b"Number of Sockets : 1 (SCID/Mo", b"\x00", b"[0,,,5{1,10.0.0.1,80,3}abc\r\n"):
         for cut in CUTS:
             rec, parser = parse_all(before + banner + b"[OK]\r\n", cut)
-            eq((kinds(rec), parser.errors[P.UNKNOWN_LINE]), ([P.BANNER, P.OK], 0))
+            eq((kinds(rec), errors(parser)["unknown_line"]), ([P.BANNER, P.OK], 0))
     rec, parser = parse_all(b"001/WizFi250 Version 2/00:11:22:33:44:55/-45/72.2/Infra/Open/2.4/6\r\n")
     eq(kinds(rec), [P.INFO])  # a scan row naming such a network is no restart
 
@@ -276,7 +276,7 @@ def test_an_event_with_an_id_the_module_never_prints_is_reported_not_taken():
         rec, parser = parse_all(data, cut)
         eq([(k, a, t) for k, a, t in rec.lines if k != P.UNKNOWN], [(P.DISCONNECT, 0, b"[DISCONNECT 0]"), (P.LISTEN, 7, b"[LISTEN 7]")])
         eq([t for k, a, t in rec.lines if k == P.UNKNOWN], list(bad))
-        eq(parser.errors[P.UNKNOWN_LINE], len(bad))
+        eq(errors(parser)["unknown_line"], len(bad))
 
 
 def test_ssend_prompt_forms():
@@ -327,7 +327,7 @@ def test_a_cut_frame_ends_the_line_it_interrupted():
         rec, parser = parse_all(b"001/{1,6.6.6.6,6,1400}x", cut)
         eq(parser.cut(), 1399)
         parser.feed(b"[OK]\r\n")
-        eq((rec.lines, parser.errors[P.CUT_FRAME]), ([(P.INFO, None, b"001/"), (P.OK, None, b"[OK]")], 1))
+        eq((rec.lines, errors(parser)["cut_frame"]), ([(P.INFO, None, b"001/"), (P.OK, None, b"[OK]")], 1))
 
 
 def test_a_header_the_sink_refuses_is_line_text_and_what_follows_it_is_parsed():
@@ -346,7 +346,7 @@ def test_a_header_the_sink_refuses_is_line_text_and_what_follows_it_is_parsed():
             assert parser.feed(piece) == len(piece)
         eq(bytes(rec.payload[1]), b"abc")
         eq([t for k, a, t in rec.lines], [b"001/" + fake + b"/00:11:22:33:44:55/-45", fake, b"[OK]"])
-        eq((rec.errors, parser.errors[P.BAD_HEADER]), ([], 0))
+        eq((rec.errors, errors(parser)["bad_header"]), ([], 0))
 
 
 def test_garbage_bad_headers_and_overlong_lines_lose_nothing_after_them():
@@ -359,8 +359,8 @@ def test_garbage_bad_headers_and_overlong_lines_lose_nothing_after_them():
         rec, parser = parse_all(data, cut)
         eq(bytes(rec.payload[0]), b"data")
         eq(kinds(rec)[-1], P.OK)
-        eq(parser.errors[P.BAD_HEADER], 3)
-        eq(parser.errors[P.OVERLONG], 1)
+        eq(errors(parser)["bad_header"], 3)
+        eq(errors(parser)["overlong"], 1)
 
 
 def test_a_line_of_exactly_max_line_is_kept_wherever_a_read_ends():
@@ -368,15 +368,15 @@ def test_a_line_of_exactly_max_line_is_kept_wherever_a_read_ends():
     line = b"I" * 256
     for cut in CUTS + (lambda n: 257,):
         rec, parser = parse_all(line + b"\r\n" + b"J" * 257 + b"\r\n[OK]\r\n", cut)
-        eq((rec.lines[0][2], parser.errors[P.OVERLONG], kinds(rec)), (line, 1, [P.INFO, P.OK]))
+        eq((rec.lines[0][2], errors(parser)["overlong"], kinds(rec)), (line, 1, [P.INFO, P.OK]))
         rec, parser = parse_all(line + b"\r{0,1.2.3.4,5,2}ab\r\n\n[OK]\r\n", cut)  # a frame between CR and LF
-        eq((rec.lines[0][2], parser.errors[P.OVERLONG], kinds(rec)), (line, 0, [P.INFO, P.OK]))
+        eq((rec.lines[0][2], errors(parser)["overlong"], kinds(rec)), (line, 0, [P.INFO, P.OK]))
 
 
 def test_missing_trailer_is_reported_and_parsing_resumes():
     rec, parser = parse_all(b"{0,1.2.3.4,5,2}abXY[OK]\r\n")
     eq(bytes(rec.payload[0]), b"ab")
-    eq(parser.errors[P.BAD_TRAILER], 1)
+    eq(errors(parser)["bad_trailer"], 1)
     eq(rec.lines[-1][0], P.INFO)  # 'XY[OK]' is not mistaken for [OK]
 
 
@@ -414,7 +414,7 @@ def test_a_line_or_frame_without_heap_is_lost_alone():
         eq(rec.lines, [(P.CONNECT, 1, b"[CONNECT 1]"), (P.OK, None, b"[OK]")])  # [CONNECT 2] had no heap
         eq(rec.frames, [(1, 6), (2, 4)])  # the second frame had no heap
         eq((bytes(rec.payload[1]), bytes(rec.payload[2])), (b"[OK]\r\n", b"efgh"))
-        eq(parser.errors[P.NO_MEMORY], 2)
+        eq(errors(parser)["no_memory"], 2)
 
 
 def test_a_buffer_too_small_for_a_line_is_refused():
@@ -444,7 +444,7 @@ def test_a_long_line_with_a_header_cut_at_the_buffer_end_does_not_fill_it():
             eq(taken, len(data))
             eq(bytes(rec.payload[0]), b"abc")
             eq(rec.lines[-1][0], P.OK)
-            eq(parser.errors[P.OVERLONG], 1)
+            eq(errors(parser)["overlong"], 1)
 
 
 def test_full_payload_target_pauses_the_parser():
@@ -476,4 +476,4 @@ def random_output(pick):
     eq(rec.frames, script.frames)
     for sid, body in script.payload.items():
         eq(rec.payload[sid], body)
-    eq(parser.errors[P.BAD_HEADER] + parser.errors[P.OVERLONG] + parser.errors[P.BAD_TRAILER], 0)
+    eq(errors(parser)["bad_header"] + errors(parser)["overlong"] + errors(parser)["bad_trailer"], 0)

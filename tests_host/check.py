@@ -1,5 +1,12 @@
-"""The one assertion helper the portable tests share (MicroPython has no pytest rewriting)."""
+"""The helpers every portable test may need (MicroPython has no pytest rewriting)."""
+
+from wizfi250.parser import ERROR_NAMES
 
 
 def eq(a, b):
     assert a == b, "%r != %r" % (a, b)
+
+
+def errors(parser):
+    """The parser's rejections by name: its codes are private constants (no qstrs on a board)."""
+    return dict(zip(ERROR_NAMES, parser.errors))

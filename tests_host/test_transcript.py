@@ -14,12 +14,12 @@ import time
 import urllib.request
 
 import pytest
+from check import errors
 from fakeuart import Module, settle
 from test_firmware import Firmware
 
 import main
 import replay
-from wizfi250 import parser as P
 from wizfi250.engine import Engine
 from wizfi250.transcript import Recording, Transcript
 
@@ -55,16 +55,16 @@ def test_replay_of_a_recorded_session_reproduces_what_the_engine_saw():
         await settle()
         payloads = {sid: sock.rx.read() for sid, sock in enumerate(engine.table) if sock is not None and sock.rx}
         engine.stop()
-        return list(transcript.lines()), events, payloads, list(engine.parser.errors)
+        return list(transcript.lines()), events, payloads, errors(engine.parser)
 
-    lines, events, payloads, errors = asyncio.run(session())
+    lines, events, payloads, rejected = asyncio.run(session())
     chunks = replay.read_transcript(lines)
     assert streams(chunks) == (b"AT\r", b"[OK]\r\n" + output)
     seen = replay.replay(chunks)
     assert [e for e in seen.events if e[0] in ("CONNECT", "DISCONNECT")] == events
     assert {sid: bytes(p) for sid, (_, p) in seen.frames.items() if sid in payloads} == payloads
     assert bytes(seen.frames[1][1]) == b"\r\n[OK"  # protocol text inside a payload stays payload
-    assert seen.parser.errors == errors and errors[P.OVERLONG] == 1 and errors[P.BAD_HEADER] >= 1
+    assert errors(seen.parser) == rejected and rejected["overlong"] == 1 and rejected["bad_header"] >= 1
     assert seen.responses == {"OK": 1}
 
 

@@ -56,13 +56,13 @@ IP_ADDR = const(13)
 GATEWAY = const(14)
 UNKNOWN = const(15)  # a bracketed line this driver does not know
 
-# Error codes, indexes into Parser.errors.
-BAD_HEADER = const(0)  # a '{' that looked like a frame header but was not one
-OVERLONG = const(1)  # a line longer than max_line
-BAD_TRAILER = const(2)  # a payload not followed by CR LF
-UNKNOWN_LINE = const(3)  # an unknown bracketed line (delivered as UNKNOWN too)
-NO_MEMORY = const(4)  # the heap ran out handling a line or frame: that one is lost, parsing goes on
-CUT_FRAME = const(5)  # the module stopped sending a payload (it restarted): ended by ``cut``
+# Error codes, indexes into Parser.errors (named by ERROR_NAMES; private, so no names on a board).
+_BAD_HEADER = const(0)  # a '{' that looked like a frame header but was not one
+_OVERLONG = const(1)  # a line longer than max_line
+_BAD_TRAILER = const(2)  # a payload not followed by CR LF
+_UNKNOWN_LINE = const(3)  # an unknown bracketed line (delivered as UNKNOWN too)
+_NO_MEMORY = const(4)  # the heap ran out handling a line or frame: that one is lost, parsing goes on
+_CUT_FRAME = const(5)  # the module stopped sending a payload (it restarted): ended by ``cut``
 
 ERROR_NAMES = ("bad_header", "overlong", "bad_trailer", "unknown_line", "no_memory", "cut_frame")
 
@@ -136,7 +136,7 @@ class Parser:
             return 0
         self._left = 0
         self._target = DISCARD
-        self.errors[CUT_FRAME] += 1
+        self.errors[_CUT_FRAME] += 1
         if self.part:
             # The line the frame interrupted is all there will be of it: glued to what
             # comes next, it would hide that line ("001/" of a scan row, then "[OK]").
@@ -198,7 +198,7 @@ class Parser:
                     continue
                 self._trailer = 0
                 if c != 10:
-                    self._error(BAD_TRAILER, buf, head, min(tail, head + 16))
+                    self._error(_BAD_TRAILER, buf, head, min(tail, head + 16))
                     continue
                 head += 1
                 continue
@@ -227,7 +227,7 @@ class Parser:
                     try:  # as in _header, without its call: this runs for every frame
                         target = self.sink.frame(buf[head + 1] - 48, left)
                     except MemoryError:
-                        self.errors[NO_MEMORY] += 1
+                        self.errors[_NO_MEMORY] += 1
                         target = DISCARD
                     if target is not None:  # None: no frame, the sink says; its '{' is text
                         head += h & 63
@@ -294,7 +294,7 @@ class Parser:
                 try:  # not through a method: a line costs enough calls already
                     self._line(bytes(mv[head:end]))
                 except MemoryError:
-                    self.errors[NO_MEMORY] += 1
+                    self.errors[_NO_MEMORY] += 1
             self._skip = False
             head = nl + 1
         rx.head = head
@@ -313,7 +313,7 @@ class Parser:
             except MemoryError:
                 self.part = b""
                 self._skip = True  # the line is lost: drop the rest of it
-                self.errors[NO_MEMORY] += 1
+                self.errors[_NO_MEMORY] += 1
                 return False
         return True
 
@@ -326,16 +326,16 @@ class Parser:
             try:
                 self._line(line)
             except MemoryError:
-                self.errors[NO_MEMORY] += 1
+                self.errors[_NO_MEMORY] += 1
 
     def _overlong(self, mv, start, end):
         part = self.part
         self.part = b""
         self._skip = True
         if part:
-            self._error(OVERLONG, part, 0, 16)
+            self._error(_OVERLONG, part, 0, 16)
         else:
-            self._error(OVERLONG, mv, start, min(end, start + 16))
+            self._error(_OVERLONG, mv, start, min(end, start + 16))
 
     def _error(self, code, src, start, end):
         """Count a rejection and report ``src[start:end]``, the start of what was rejected."""
@@ -362,7 +362,7 @@ class Parser:
             try:
                 target = self.sink.frame(buf[i + 1] - 48, length)
             except MemoryError:
-                self.errors[NO_MEMORY] += 1
+                self.errors[_NO_MEMORY] += 1
                 target = DISCARD
             self.inline = False
             if target is None:
@@ -384,7 +384,7 @@ class Parser:
                         break
                 else:
                     return 0
-        self._error(BAD_HEADER, buf, i, end)
+        self._error(_BAD_HEADER, buf, i, end)
         return -1
 
     def frame_peer(self):
@@ -439,7 +439,7 @@ class Parser:
         if _banner(line):  # behind the half of a prompt the restart cut short
             self._prompt_tail = False
             return BANNER, None
-        self._error(UNKNOWN_LINE, line, 0, 32)
+        self._error(_UNKNOWN_LINE, line, 0, 32)
         return UNKNOWN, None
 
 
