@@ -6,7 +6,7 @@ prints the live heap after a collection every 20 ms. ``peak`` is the most
 that was live while the downloads ran, ``steady`` what is live once they are
 over, ``idle`` before they started. Every download is checked byte for byte.
 
-If the firmware fails at 128K, ``smallest`` tries larger heaps in 8 KB steps up to 160K
+If the firmware fails at 128K, ``smallest`` tries larger heaps in 8 KB steps, then 16,
 and reports the first that serves all six: the figure then says so.
 """
 
@@ -25,7 +25,7 @@ def _live(stack, since, until):
     return [int(line.split()[1]) for t, line in list(stack.lines) if since <= t <= until and line.startswith(b"heap ")]
 
 
-def smallest(baud=921600, sizes=(128, 136, 144, 152, 160, 176, 192, 256)):
+def smallest(baud=921600, sizes=(128, 136, 144, 152, 160, 168, 176, 192, 256)):
     """The figures at the smallest heap (KB) that serves all six downloads, and that size."""
     for kb in sizes:
         try:
