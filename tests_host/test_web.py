@@ -5,7 +5,7 @@ the head reader read ahead of them."""
 
 import asyncio
 
-from wizfi250.web import HeadReader
+from wizfi250.web import App, HeadReader, http_handler
 
 
 class Chunks:
@@ -51,3 +51,51 @@ def test_read_with_a_size_goes_on_from_the_stream_once_the_head_is_used_up():
         assert await reader.read(5) == b""
 
     asyncio.run(main())
+
+
+class Starved(Chunks):
+    """A stream whose first ``read`` finds no heap for its bytes, as on a busy board."""
+
+    async def read(self, n=-1):
+        if not getattr(self, "starved", False):
+            self.starved = True
+            raise MemoryError
+        return await super().read(n)
+
+
+class Writer:
+    def __init__(self):
+        self.sent = b""
+        self.closed = False
+
+    async def awrite(self, data):
+        self.sent += data
+
+    async def aclose(self):
+        self.closed = True
+
+    def get_extra_info(self, name):
+        return ("127.0.0.1", 50000)
+
+
+def answer(stream):
+    app = App()
+    writer = Writer()
+    asyncio.run(http_handler(app, 1000)(stream, writer))
+    assert writer.closed
+    return writer.sent, app.counters["busy"]
+
+
+def test_a_head_that_finds_no_heap_is_answered_503_not_closed_in_silence():
+    # Seen at six downloads' heap edge: the handler died, and the browser got nothing.
+    sent, busy = answer(Starved(b"GET / HTTP/1.0\r\n\r\n"))
+    assert sent.startswith(b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\n") and busy == 1
+
+
+def test_a_declared_body_over_the_limit_is_refused_whatever_the_case_of_its_header():
+    for name in (b"Content-Length", b"content-length", b"CONTENT-LENGTH", b"cOnTeNt-LeNgTh"):
+        head = b"POST / HTTP/1.0\r\nHost: board\r\n%s:  999999999\r\n\r\n" % name
+        assert answer(Chunks(head))[0].startswith(b"HTTP/1.0 413 "), name
+    # A length in the body, after the head, is no header.
+    sent, _ = answer(Chunks(b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc\r\ncontent-length: 999999999\r\n"))
+    assert not sent.startswith(b"HTTP/1.0 413 ")

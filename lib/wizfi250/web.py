@@ -269,18 +269,22 @@ def http_handler(app, head_ms):
     async def handle(stream, writer):
         reader = HeadReader(stream)
         try:
-            if not await asyncio.wait_for(reader.read_head(), head_ms / 1000):
-                status = 0  # closed before the head ended: nobody to answer
-            else:
-                connection = Connection(writer)
-                if await handle_request(app, reader, connection):
-                    await connection.send_body()
-                    return
-                status = 503
+            status = 200 if await asyncio.wait_for(reader.read_head(), head_ms / 1000) else 0  # 0: closed first
         except HeadTooLarge as e:
             status = e.args[0]
         except asyncio.TimeoutError:
             status = 408
+        except MemoryError:
+            # No heap for the head while every handler is busy: 503 and Retry-After,
+            # where the connection used to close unanswered (seen at six downloads' edge).
+            app.counters["busy"] += 1
+            status = 503
+        if status == 200:
+            connection = Connection(writer)
+            if await handle_request(app, reader, connection):
+                await connection.send_body()
+                return
+            status = 503
         discard = asyncio.create_task(reader.discard())
         try:
             if status:
@@ -335,10 +339,14 @@ async def handle_request(app, reader, writer):
 def _content_length(buf, end):
     """The Content-Length the head ``buf[:end]`` declares; 0 without one (or with
     nonsense: Microdot answers that with 400). Header names are case-insensitive:
-    a body declared as CONTENT-LENGTH must not slip past the limit."""
-    head = buf[:end].lower()
-    i = head.find(b"\ncontent-length:")
-    if i < 0:
-        return 0
-    value = head[i + 16 : head.find(b"\n", i + 1)].strip()
-    return int(value) if value.isdigit() else 0
+    a body declared as CONTENT-LENGTH must not slip past the limit. Each line's
+    name is looked at alone: a lower-case copy of the whole head was the block
+    a busy heap had no room for."""
+    i = buf.find(b"\n")
+    while 0 <= i < end:
+        nl = buf.find(b"\n", i + 1)
+        if buf[i + 1 : i + 16].lower() == b"content-length:":
+            value = buf[i + 16 : nl].strip()
+            return int(value) if value.isdigit() else 0
+        i = nl
+    return 0
