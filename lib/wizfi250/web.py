@@ -269,7 +269,8 @@ def http_handler(app, head_ms):
     async def handle(stream, writer):
         reader = HeadReader(stream)
         try:
-            status = 200 if await asyncio.wait_for(reader.read_head(), head_ms / 1000) else 0  # 0: closed first
+            # 0: the client closed before its head ended, and nobody is left to answer.
+            status = 200 if await asyncio.wait_for(reader.read_head(), head_ms / 1000) else 0
         except HeadTooLarge as e:
             status = e.args[0]
         except asyncio.TimeoutError:
