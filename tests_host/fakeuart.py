@@ -119,10 +119,13 @@ async def settle():
 
 
 async def fails(coro, errno):
-    """Await ``coro`` and check that it raises ``OSError(errno)``."""
+    """Await ``coro`` and check that it raises ``OSError(errno)``, or ``errno`` itself when
+    that is an exception class (``ValueError`` for a value refused before it is sent)."""
+    error = errno if isinstance(errno, type) else OSError
     try:
         await coro
-    except OSError as e:
-        eq(e.args[0], errno)
+    except error as e:
+        if error is OSError:
+            eq(e.args[0], errno)
         return
-    raise AssertionError("no OSError(%d)" % errno)
+    raise AssertionError("no %r" % (errno,))
