@@ -18,7 +18,7 @@ from wizfi250.net import Net
 from wizfi250.sockets import KIND_NAMES
 from wizfi250.supervisor import Supervisor
 from wizfi250.web import App, Pieces, http_handler, static_file
-from wizfi250.wifi import WiFi
+from wizfi250.wifi import WiFi, ap_name
 
 REQUIRED = {"wifi": ("mode", "ssid", "key"), "uart": ("baud",), "http": ("port",)}
 
@@ -39,8 +39,22 @@ def load_config(path):
         for key in keys:
             if key not in config.get(section, {}):
                 raise ConfigError("%s: missing %s.%s" % (path, section, key))
-    if config["wifi"]["mode"] not in ("station", "ap"):
+    wifi = config["wifi"]
+    if wifi["mode"] not in ("station", "ap"):
         raise ConfigError("%s: wifi.mode must be 'station' or 'ap'" % path)
+    # Checked here, not when the module is first set up, where the driver's ValueError
+    # would stop the firmware with a traceback instead of this line.
+    for key in ("ssid", "key", "security"):
+        value = wifi.get(key, "")
+        if not isinstance(value, str) or "\r" in value or "\n" in value or "\b" in value or "\0" in value:
+            raise ConfigError("%s: wifi.%s must be text without CR, LF, BS or NUL, which end or edit the module's command line" % (path, key))
+    if not 1 <= len(wifi["ssid"].encode()) <= 32:
+        raise ConfigError("%s: wifi.ssid must be 1 to 32 bytes" % path)
+    if wifi["mode"] == "ap":
+        try:
+            ap_name(wifi["ssid"])
+        except ValueError as e:
+            raise ConfigError("%s: wifi.ssid: %s" % (path, e))
     return config
 
 

@@ -566,7 +566,19 @@ def test_the_request_log_prints_each_answered_request(tmp_path, capsys):
     assert log == ["GET /index.html 200", "GET /missing.html 404"]
 
 
-@pytest.mark.parametrize("text, says", [("{not json", "is not valid JSON"), ('{"wifi": {}}', "missing wifi.mode")])
+def _wifi(**wifi):
+    return json.dumps({"wifi": dict({"mode": "station", "ssid": "Lab", "key": "secret99"}, **wifi), "uart": {"baud": 115200}, "http": {"port": 80}})
+
+
+@pytest.mark.parametrize("text, says", [
+    ("{not json", "is not valid JSON"),
+    ('{"wifi": {}}', "missing wifi.mode"),
+    # Values the module's command line cannot carry: named here, not a traceback at bring-up.
+    (_wifi(ssid="Lab\rAT+MFDEF=FR"), "wifi.ssid must be text without CR"),
+    (_wifi(key="secret\n99"), "wifi.key must be text without CR"),
+    (_wifi(ssid="L" * 33), "wifi.ssid must be 1 to 32 bytes"),
+    (_wifi(mode="ap", ssid='Lab,"2"'), "comma and a quote"),
+])  # fmt: skip
 def test_a_broken_configuration_is_named_and_exits_non_zero(tmp_path, text, says):
     (tmp_path / "config.json").write_text(text)
     tools_build.build(str(tmp_path / "mpy"))

@@ -29,15 +29,7 @@ class WiFi:
     async def soft_ap(self, ssid, key, channel=6, ip="192.168.12.1", mask="255.255.255.0"):
         """Start a WPA2 access point with its own DHCP server; returns its address."""
         cmd = self.engine.command
-        name = ssid.encode()
-        if b"," in name or name.lstrip().startswith(b'"'):
-            # The module splits this command at commas; a name in quotes keeps its own.
-            # A quote in it cannot be given (the module's tokenizer keeps the backslash
-            # of an escaped one): refused, rather than an access point of another name.
-            if b'"' in name:
-                raise ValueError("the module cannot take an access point name with a comma and a quote, or a leading quote")
-            name = b'"' + name + b'"'
-        await cmd(b"AT+WSET=1,%s,,%d" % (name, channel))
+        await cmd(b"AT+WSET=1,%s,,%d" % (ap_name(ssid), channel))
         await cmd(b"AT+WSEC=1,WPA2AES," + key.encode())
         await cmd(b"AT+WNET=0,%s,%s,%s" % (ip.encode(), mask.encode(), ip.encode()))
         await cmd(b"AT+WJOIN", 20000)
@@ -91,6 +83,20 @@ class WiFi:
             except OSError:
                 pass  # timed out: the supervisor's probe looks again (it counts timeouts)
         return found
+
+
+def ap_name(ssid):
+    """``ssid`` as the module's AP-mode ``WSET`` takes it, or ValueError if it cannot.
+
+    The module splits that command at commas; a name in quotes keeps its own.
+    A quote in it cannot be given (the module's tokenizer keeps the backslash
+    of an escaped one): refused, rather than an access point of another name."""
+    name = ssid.encode()
+    if b"," in name or name.lstrip().startswith(b'"'):
+        if b'"' in name:
+            raise ValueError("the module cannot take an access point name with a comma and a quote, or a leading quote")
+        name = b'"' + name + b'"'
+    return name
 
 
 def parse_scan_row(text):
