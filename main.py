@@ -170,10 +170,11 @@ def status_pieces(engine, net, wifi, supervisor, app, started, free):
     """/api/status's JSON, made a small piece at a time as it is sent. Under load a
     fragmented 128K heap refused the blocks of the whole document (the merged counters'
     dict, the head as one 650-byte string) for seconds on end: 503s to a monitor."""
-    handlers = accepted = refused = 0  # handlers: running now, this one among them
+    handlers = accepted = refused = parked = 0  # handlers: running now, this one among them
     for server in net.servers:
         accepted += server.accepted
         refused += server.refused
+        parked += server.parked
         handlers += server.active
     yield '{"uptime_s": %d, "handlers": %d, "heap_free": %s, "wifi": ' % (
         ticks_diff(ticks_ms(), started) // 1000, handlers, json.dumps(free))
@@ -182,8 +183,8 @@ def status_pieces(engine, net, wifi, supervisor, app, started, free):
     info["rssi"] = None
     info["supervisor"] = supervisor.state
     yield json.dumps(info)
-    yield ', "counters": {"idle_closed": %d, "recoveries": %d, "accepted": %d, "refused": %d' % (
-        net.counters["idle_closed"], supervisor.recoveries, accepted, refused)
+    yield ', "counters": {"idle_closed": %d, "recoveries": %d, "accepted": %d, "refused": %d, "parked": %d' % (
+        net.counters["idle_closed"], supervisor.recoveries, accepted, refused, parked)
     for counts in (engine.counts(), app.counters.items()):
         for name, count in counts:
             yield ', "%s": %d' % (name, count)

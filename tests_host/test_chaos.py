@@ -301,8 +301,9 @@ def test_soak_in_a_board_sized_heap(tmp_path, pytestconfig):
           % (len(results), results[-1][1] - results[0][0], SOAK_HEAP, " besides the ROMFS image" if SOAK_ROMFS else "",
              len(failed), baseline, final, final - baseline, lowest, counters["request_retries"], counters["busy"]))  # fmt: skip
     # Where a lost request may have gone: a connection whose Socket or ring found no heap,
-    # or that no handler took, or that came back as a frame for an id the driver forgot.
-    print("soak: " + ", ".join("%s %d" % (k, counters[k]) for k in ("no_memory", "overflow", "refused", "adopted", "stray")))
+    # or that no handler took (parked: one that waited for a running handler's heap), or
+    # that came back as a frame for an id the driver forgot.
+    print("soak: " + ", ".join("%s %d" % (k, counters[k]) for k in ("no_memory", "overflow", "refused", "parked", "adopted", "stray")))
     assert alive, "the firmware process died"
     assert len(results) == requests and failed == [], failed[:5]
     assert baseline - final <= HEAP_DRIFT, "the heap did not come back: %d -> %d" % (baseline, final)

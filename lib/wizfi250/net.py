@@ -32,17 +32,42 @@ class Server:
         self._relistening = False
         self._relisten_again = False  # an accept came while a relisten was on the wire
         self._waiting = []  # sockets waiting for a handler; their ``changed`` is set when one ends
+        self._parked = [None] * 8  # by id: connections that found no heap for a handler (see accept)
+        self.parked = 0  # how many were, in all
 
     def accept(self, sock):
         self.accepted += 1
+        old = self._parked[sock.sid]
+        if old is not None:
+            # Parked, it ended before a handler's heap came back (the module reuses an id
+            # only once its connection has closed): never served, its ring goes back.
+            self._parked[sock.sid] = None
+            self.refused += 1
+            old.release()
+        if not self.start(sock):
+            if self.active:
+                # No heap for its handler now: the heap of a running one comes back when it
+                # ends, which starts this one then (_serve). Closed at once, the browser
+                # got no answer: about one request in 10,000 at a 128K heap.
+                self._parked[sock.sid] = sock
+                self.parked += 1
+            else:
+                self.drop(sock)
+        self._relisten_soon()
+
+    def start(self, sock):
+        """Run a handler for ``sock``; False if there is no heap for it."""
         try:
             asyncio.create_task(self._serve(Stream(self.net.engine, sock, pool=self.net.queues)))
         except MemoryError:
-            # No heap for its handler: refused, and closed on the module, or nobody would
-            # ever read or close it (the reader runs this: the error must not reach it).
-            self.refused += 1
-            self.net.engine.drop(sock)
-        self._relisten_soon()
+            return False
+        return True
+
+    def drop(self, sock):
+        # Closed on the module, or nobody would ever read or close it (the reader runs
+        # accept: an error must not reach it).
+        self.refused += 1
+        self.net.engine.drop(sock)
 
     async def _slot(self, sock):
         """True once a handler slot is free, False if none frees up within SLOT_WAIT_MS.
@@ -123,9 +148,21 @@ class Server:
                 await stream.aclose()
                 self._freed()
             finally:
+                stream = None  # its heap, for a parked connection's handler
                 self.active -= 1  # only now, after the close has given its queue back
                 for waiting in self._waiting:
                     waiting.changed.set()
+                # Start the parked connections its heap makes room for; with no handler
+                # left to end, one that still finds none is refused.
+                parked = self._parked
+                for sid in range(8):
+                    sock = parked[sid]
+                    if sock is not None:
+                        if self.start(sock):
+                            parked[sid] = None
+                        elif not self.active:
+                            parked[sid] = None
+                            self.drop(sock)
 
     def _freed(self):
         """An id came free. With every id taken the listener could not come back;
