@@ -941,6 +941,11 @@ class Engine:
     def _new_socket(self, sid, kind, local_port=0, sock=None):
         """Put a socket with a receive ring on ``sid``: a new one, or ``sock``, a client's
         made before its SCON."""
+        if sock is None:
+            # First: with no heap for it a spare ring taken already would go with it.
+            sock = Socket(self, sid, kind, local_port)
+        else:
+            sock.sid = sid
         try:
             ring = None  # a listener never receives: data on its id is a new connection
             if kind != LISTENER:
@@ -950,11 +955,7 @@ class Engine:
             # The reader runs this: it must not die of a full heap. The socket
             # exists on the module, so keep it, drop its input and fail its reader.
             ring = None
-        if sock is None:
-            sock = Socket(self, sid, kind, local_port, ring)
-        else:
-            sock.sid = sid
-            sock.rx = ring
+        sock.rx = ring
         if ring is None and kind != LISTENER:
             self.counters["overflow"] += 1
             sock.closing = True  # input dropped; a read fails, and the close still reaches the module

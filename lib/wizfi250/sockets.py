@@ -26,7 +26,7 @@ ENOBUFS = const(105)
 
 
 class Socket:
-    def __init__(self, engine, sid, kind, local_port=0, ring=None):
+    def __init__(self, engine, sid, kind, local_port=0):
         self.engine = engine
         self.sid = sid
         self.kind = kind
@@ -35,7 +35,7 @@ class Socket:
         # TCP: "{sid,ip,port," from its first frame, which every later one repeats (see
         # Engine.frame). None for UDP: a datagram may come from anyone.
         self.head = None  # type: bytes | None
-        self.rx = ring  # Ring of received payload; None for listeners
+        self.rx = None  # Ring of received payload (the engine gives it one); None for listeners
         self.rx_bytes = 0
         self.tx_bytes = 0
         self.open = True  # False after [DISCONNECT n], a reset or a local close
