@@ -27,16 +27,10 @@ def test_a_connection_with_no_heap_for_its_handler_is_closed_not_left_open():
             await writer.aclose()
 
         await net.start_server(handler, 80)
-        stream = netmod.Stream
-
-        def no_heap(*args, **kw):
-            netmod.Stream = stream  # this one only
-            raise MemoryError
-
-        netmod.Stream = no_heap
-        module.uart.emit(b"\r\n[CONNECT 0]\r\n{0,10.0.0.4,50000,5}GET \n\r\n")
-        module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.5,50001,5}GET \n\r\n")
-        await asyncio.sleep(0.05)
+        with NoHeapFor("Stream", netmod, times=1):  # this one only
+            module.uart.emit(b"\r\n[CONNECT 0]\r\n{0,10.0.0.4,50000,5}GET \n\r\n")
+            module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.5,50001,5}GET \n\r\n")
+            await asyncio.sleep(0.05)
         engine.stop()
         closed = [c for c in module.commands if c.startswith(b"AT+SMGMT")]
         eq((served, closed, net.servers[0].refused), ([b"GET \n"], [b"AT+SMGMT=0", b"AT+SMGMT=1"], 1))

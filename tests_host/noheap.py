@@ -10,18 +10,26 @@ from wizfi250 import engine as engine_module
 class NoHeapFor:
     """``with NoHeapFor("Ring"):`` making that class of the engine module (a new
     socket's receive ring, or the ``Socket`` itself), or of ``module``, fails with
-    MemoryError, as it can on a full, fragmented heap."""
+    MemoryError, as it can on a full, fragmented heap; only the first ``times``
+    makings fail when it is given (the heap freed in between is enough)."""
 
-    def __init__(self, name, module=engine_module):
+    def __init__(self, name, module=engine_module, times=-1):
         self.name = name
         self.module = module
+        self.times = times
 
     def __enter__(self):
         self.made = getattr(self.module, self.name)
-        setattr(self.module, self.name, self._fail)
+        setattr(self.module, self.name, self._make)
 
     def __exit__(self, *exc):
         setattr(self.module, self.name, self.made)
+
+    def _make(self, *args, **kw):
+        if self.times:
+            self.times -= 1
+            raise MemoryError
+        return self.made(*args, **kw)
 
     @staticmethod
     def _fail(*args, **kw):

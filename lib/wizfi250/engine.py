@@ -942,8 +942,18 @@ class Engine:
         """Put a socket with a receive ring on ``sid``: a new one, or ``sock``, a client's
         made before its SCON."""
         if sock is None:
-            # First: with no heap for it a spare ring taken already would go with it.
-            sock = Socket(self, sid, kind, local_port)
+            # Made before its ring is taken: with no heap for it, a ring taken already went
+            # with it, and a connection was lost for want of a few hundred bytes while a
+            # spare ring held 1.2 KB. A connection is worth more than a spare ring: one is
+            # let go to the heap and it is tried again. (The reader runs this, from
+            # the parser, which counts a MemoryError that gets out as one lost line or frame.)
+            try:
+                sock = Socket(self, sid, kind, local_port)
+            except MemoryError:
+                if not self.rings:
+                    raise
+                self.rings.pop()
+                sock = Socket(self, sid, kind, local_port)
         else:
             sock.sid = sid
         try:

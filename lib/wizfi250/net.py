@@ -64,8 +64,8 @@ class Server:
         return True
 
     def drop(self, sock):
-        # Closed on the module, or nobody would ever read or close it (the reader runs
-        # accept: an error must not reach it).
+        """Refuse ``sock``: closed on the module, or nobody would ever read or close it
+        (the reader runs accept: an error must not reach it)."""
         self.refused += 1
         self.net.engine.drop(sock)
 
