@@ -53,7 +53,8 @@
     no_memory_reads: "UART reads retried: no heap for the read",
     adopted: "Open sockets adopted (data before any [CONNECT])",
     accepted: "Browser connections accepted",
-    refused: "Connections refused: no handler came free",
+    refused: "Connections refused: no handler (or heap for one) came free",
+    parked: "Connections that waited for a running handler's heap",
     idle_closed: "Connections closed that never sent a request",
     request_retries: "Requests that waited for heap",
     busy: "Requests answered 503: no heap"
