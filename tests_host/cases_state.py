@@ -387,6 +387,23 @@ def test_a_connection_with_no_heap_for_its_socket_gets_the_heap_of_a_spare_ring(
     run(main())
 
 
+def test_no_heap_to_wait_for_an_ssend_prompt_never_leaves_the_module_waiting_for_payload():
+    # The command was out when the wait for its prompt found no heap: the send failed
+    # there, the module took the next command as its payload and sent it to the peer.
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module)
+        sock = engine._new_socket(2, TCP)
+        module.replies[b"AT+SSEND"] = lambda cmd: b"[2,,,%s]\r\n" % cmd.split(b",")[3]
+        with NoHeapFor("wait_for", asyncio, times=1):
+            await engine.ssend(sock, b"hello")
+        await engine.ssend(sock, b"again")
+        eq((module.commands, module.payloads), ([b"AT+SSEND=2,,,5", b"AT+SSEND=2,,,5"], [b"hello", b"again"]))
+        engine.stop()
+
+    run(main())
+
+
 def test_a_late_answer_to_a_timed_out_command_is_not_taken_by_the_next_ones():
     # The module answers one command at a time, so a command that outlasted its timeout
     # is answered later, ahead of the resync AT. That [OK] ended the AT, and the AT's own

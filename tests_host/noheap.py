@@ -28,6 +28,9 @@ class NoHeapFor:
     def _make(self, *args, **kw):
         if self.times:
             self.times -= 1
+            for arg in args:  # a coroutine handed over (wait_for's) is dropped unrun
+                if hasattr(arg, "close"):
+                    arg.close()
             raise MemoryError
         return self.made(*args, **kw)
 

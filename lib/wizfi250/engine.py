@@ -33,6 +33,7 @@ _BANNER_MS = const(3000)  # after AT+MRESET's [OK], wait this long for the banne
 _RESTART_MS = const(20000)  # ... and this long in all for the module to answer again
 _LEND_MS = const(10)  # a full socket unread this long while a command waits is lent a ring (see _lend)
 _LENT_MAX = const(8)  # ... up to this many
+_POLL_MS = const(5)  # how often a command's answer is looked for when there is no heap to wait for it
 _LINE_MAX = const(255)  # a command line's bytes the module keeps; it runs the line cut there (reference 1.2)
 
 EIO = 5
@@ -561,20 +562,32 @@ class Engine:
             raise OSError(EIO, "module restarting")
         if self._resync:
             await self._settle()
+        # Every step is made before the command goes out. With no heap for one then, nothing
+        # is sent; after it, the transaction would end halfway: the module still waiting for
+        # an SSEND's payload took the next command as that, and sent it to the peer.
+        sending = self.transport.write(cmd + b"\r")
+        answered = self._wait(tx, timeout_ms, payload is not None)
+        writing = ended = None  # an SSEND's: its payload, then its final line
+        if payload is not None:
+            writing = self.transport.write(payload)
+            ended = self._wait(tx, len(payload) + 10000)
         self.tx = tx
         self.counters["commands"] += 1
         self._frames_at = self.counters["frames"]
         try:
-            await self.transport.write(cmd + b"\r")
-            if payload is not None:
-                # Never send the payload unless the module asked for it: after a
-                # rejection it would be parsed as command text (reference 4.3).
-                await self._wait(tx, timeout_ms, True)
-                if tx.final < 0:
-                    await self.transport.write(payload)
-                    await self._wait(tx, len(payload) + 10000)
-            else:
-                await self._wait(tx, timeout_ms)
+            try:
+                await sending
+            except MemoryError:
+                pass  # in the write's own steps: the line may be out, so its answer is awaited
+            await answered
+            # Never send the payload unless the module asked for it: after a
+            # rejection it would be parsed as command text (reference 4.3).
+            if writing is not None and ended is not None and tx.final < 0:
+                try:
+                    await writing
+                except MemoryError:
+                    pass  # part of it may be out: the module ends the SSEND when its time is up
+                await ended
             if tx.final != P.OK:
                 if tx.final == P.SEND_ERROR:
                     self.counters["send_errors"] += 1
@@ -585,6 +598,10 @@ class Engine:
                     self.wifi_event(P.LINK_DOWN, None, tx.text)
                 raise OSError(_errno(tx), text(tx.text))
         finally:
+            answered.close()  # the steps not taken: closed, as a coroutine never run should be
+            if writing is not None and ended is not None:
+                writing.close()
+                ended.close()
             self.tx = None
             self._row = None
             self._flush()
@@ -633,6 +650,10 @@ class Engine:
                 await asyncio.wait_for(self._moved.wait(), min(left, _CUT_QUIET_MS) / 1000)
             except asyncio.TimeoutError:
                 await self._cut_frame()  # if it was cut, tx.error is set
+            except MemoryError:
+                # No heap for the wait: the command is out, so its answer is still awaited,
+                # by looking every few milliseconds (sleep_ms allocates nothing).
+                await sleep_ms(_POLL_MS)
 
     # --- parser sink --------------------------------------------------------
 
