@@ -13,7 +13,7 @@ import sys
 
 from microdot import Response
 from wizfi250.compat import ticks_diff, ticks_ms
-from wizfi250.engine import ECONNABORTED, Engine
+from wizfi250.engine import ECONNABORTED, Engine, breaks_line
 from wizfi250.net import Net
 from wizfi250.sockets import KIND_NAMES
 from wizfi250.supervisor import Supervisor
@@ -46,8 +46,8 @@ def load_config(path):
     # would stop the firmware with a traceback instead of this line.
     for key in ("ssid", "key", "security"):
         value = wifi.get(key, "")
-        if not isinstance(value, str) or "\r" in value or "\n" in value or "\b" in value or "\0" in value:
-            raise ConfigError("%s: wifi.%s must be text without CR, LF, BS or NUL, which end or edit the module's command line" % (path, key))
+        if not isinstance(value, str) or breaks_line(value.encode()):
+            raise ConfigError("%s: wifi.%s must be text without CR, LF, BS or NUL, short enough for one command line of the module" % (path, key))
     if not 1 <= len(wifi["ssid"].encode()) <= 32:
         raise ConfigError("%s: wifi.ssid must be 1 to 32 bytes" % path)
     if wifi["mode"] == "ap":

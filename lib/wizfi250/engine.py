@@ -545,11 +545,9 @@ class Engine:
     async def _run(self, tx, timeout_ms, payload=None):
         """Put ``tx`` on the wire and wait for its end. The lock is held."""
         cmd = tx.cmd
-        if len(cmd) > _LINE_MAX or b"\r" in cmd or b"\n" in cmd or b"\b" in cmd or b"\0" in cmd:
-            # An SSID, a key or a host name made it so. The module would run a command
-            # cut at 255 bytes or at a NUL, drop the LF, edit at the BS, and run what
-            # follows a CR as a command of its own (reference 1.2). The text stays out
-            # of the message: it may hold a Wi-Fi key.
+        if breaks_line(cmd):
+            # An SSID, a key or a host name made it so. The text stays out of the
+            # message: it may hold a Wi-Fi key.
             raise ValueError("not one AT command line: over 255 bytes, or a CR, LF, BS or NUL in it")
         if self._task is None:
             raise OSError(ECONNABORTED, "driver stopped")  # no reader: the answer would never come
@@ -1056,6 +1054,13 @@ class Engine:
         a time: the status page sends them so, with no dict of them all to find room for."""
         yield from self.counters.items()
         yield from zip(P.ERROR_NAMES, self.parser.errors)
+
+
+def breaks_line(data):
+    """True if ``data`` cannot go to the module as (part of) one command line: the module
+    runs a line cut at 255 bytes or at a NUL, drops an LF, edits at a BS, and runs what
+    follows a CR as a command of its own (reference 1.2)."""
+    return len(data) > _LINE_MAX or b"\r" in data or b"\n" in data or b"\b" in data or b"\0" in data
 
 
 def _errno(tx):
