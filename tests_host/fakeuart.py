@@ -102,12 +102,14 @@ def engine_with(module, socket_rx=512, **kw):
 
 
 def run(coro):
-    """asyncio.run, then one more turn so stopped reader tasks end and free their engine."""
+    """asyncio.run, then two more turns so stopped reader tasks end and free their engine,
+    and the tickers they cancel end too."""
 
     async def main():
         try:
             return await coro
         finally:
+            await asyncio.sleep(0)
             await asyncio.sleep(0)
 
     return asyncio.run(main())

@@ -42,10 +42,10 @@ def main(module, names):
 
 args = sys.argv[1:]
 if args[0] == "--circuitpython":
-    # stream.py picks by sys.implementation.name, which is "micropython" here: on
+    # compat.py picks by sys.implementation.name, which is "micropython" here: on
     # CircuitPython a wait is its asyncio's Event.wait, not MicroPython's internals.
-    import wizfi250.stream
+    import wizfi250.compat
 
-    wizfi250.stream._core = None
+    wizfi250.compat._core = None
     args = args[1:]
 main(args[0], args[1:])

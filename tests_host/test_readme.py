@@ -160,7 +160,7 @@ def test_the_readme_example_runs_on_circuitpythons_asyncio_over_a_busio_uart(tmp
     code = swap(code, 'open_connection("example.com", 80)', 'open_connection("example.com", %d)' % world.getsockname()[1])
     # On CircuitPython sys.implementation.name says so and the streams wait with Event.wait;
     # here it says "micropython", so take that path as mp_runner's --circuitpython does.
-    code = "import asyncio, wizfi250.stream\nwizfi250.stream._core = None\nprint('asyncio:', asyncio.__file__)\n" + code
+    code = "import asyncio, wizfi250.compat\nwizfi250.compat._core = None\nprint('asyncio:', asyncio.__file__)\n" + code
     (tmp_path / "example.py").write_text(code)
     (tmp_path / "board.py").write_text("TX, RX, D5, D6 = 'TX', 'RX', 'D5', 'D6'\n")
     (tmp_path / "busio.py").write_text(FAKE_BUSIO % module.emu.serial_path)

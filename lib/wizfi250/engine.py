@@ -14,13 +14,13 @@ and ``error``; the engine routes each to where it belongs:
   SSEND ``[TCP Send Error]``) ends it; nothing else does.
 
 A command caller waits on an ``asyncio.Event`` that the reader sets when its
-transaction moves, with the command's own timeout.
+transaction moves, and a ticker every ``_TICK_MS``, for the command's own timeout.
 """
 
 import asyncio
 
 from . import parser as P
-from .compat import const, sleep_ms, text, ticks_add, ticks_diff, ticks_ms
+from .compat import EventWaiter, const, sleep_ms, text, ticks_add, ticks_diff, ticks_ms
 from .ring import Ring
 from .sockets import ACCEPTED, ECONNRESET, ENOBUFS, LISTENER, TCP, UDP, Socket
 
@@ -34,6 +34,7 @@ _RESTART_MS = const(20000)  # ... and this long in all for the module to answer 
 _LEND_MS = const(10)  # a full socket unread this long while a command waits is lent a ring (see _lend)
 _LENT_MAX = const(8)  # ... up to this many
 _POLL_MS = const(5)  # how often a command's answer is looked for when there is no heap to wait for it
+_TICK_MS = const(100)  # how often a waiting command looks at its deadline and for a cut frame (see _tick)
 _LINE_MAX = const(255)  # a command line's bytes the module keeps; it runs the line cut there (reference 1.2)
 
 EIO = 5
@@ -90,7 +91,8 @@ class Engine:
         # Where ssend_from copies each chunk. A firmware (``rings``) makes it now: made at
         # its first send, on a heap fragmented by then, it failed at 160K (measured).
         self._payload = memoryview(bytearray(SSEND_MAX)) if rings else None
-        self._moved = asyncio.Event()  # the open transaction made progress
+        self._moved = asyncio.Event()  # the open transaction made progress, or _tick came
+        self._waiter = EventWaiter(self._moved)  # the lock's holder waits on _moved through it
         # Spare receive rings: a new socket takes its ring from here, a released one gives
         # its rings back, and rings lent to a full socket (``_lend``) come back once read.
         # A firmware makes them up front (``rings``): on a busy, fragmented heap a 2 KB ring
@@ -131,7 +133,9 @@ class Engine:
         ready = getattr(transport, "readinto_now", None)
         since = None  # when a full socket ring began to hold the UART, or last let the parser on
         held = 0  # where the parser stood then: an app that reads, however slowly, is no stall
+        ticker = None
         try:
+            ticker = asyncio.create_task(_tick(self._moved))
             while True:
                 if parser.parse():  # lines and frames whose handling finds no heap are lost there, not here
                     since = None
@@ -166,6 +170,8 @@ class Engine:
                         continue
                 await sleep_ms(1)
         except BaseException as e:  # stopped, cancelled with the program, transport failed, heap ran out
+            if ticker is not None:
+                ticker.cancel()
             if self._task is asyncio.current_task():
                 self._task = None  # commands now fail at once instead of timing out
             if isinstance(e, asyncio.CancelledError):
@@ -618,10 +624,7 @@ class Engine:
                 self._absorbing = None
                 break
             self._moved.clear()
-            try:
-                await asyncio.wait_for(self._moved.wait(), left / 1000)
-            except asyncio.TimeoutError:
-                pass
+            await self._waiter.wait()  # pyright: ignore[reportGeneralTypeIssues]  (at the latest, the next tick)
         await self._run(_Transaction(b"AT"), 1000)
         await sleep_ms(_QUIET_MS)
 
@@ -634,23 +637,32 @@ class Engine:
                 return
             if for_prompt and tx.prompt is True:
                 return
-            left = ticks_diff(deadline, ticks_ms())
+            now = ticks_ms()
+            left = ticks_diff(deadline, now)
             if left <= 0:
                 self.counters["timeouts"] += 1
                 self._resync = True
                 if await self._cut_frame():
                     raise tx.error  # type: ignore  (set by lost)
                 raise OSError(ETIMEDOUT, tx.cmd.decode())
+            rx = self.parser.rx
+            if self.parser._left and rx.head == rx.tail and ticks_diff(now, self.last_rx) >= _CUT_QUIET_MS:
+                # A frame the module stopped sending (it restarted mid-frame) holds back its
+                # banner and every answer, this command's too.
+                try:
+                    if await self._cut_frame():
+                        continue  # tx.error is set
+                except MemoryError:
+                    pass  # looked for again at the next tick
             self._moved.clear()
             try:
-                # Awake every half second: a frame the module stopped sending (it restarted
-                # mid-frame) holds back its banner and every answer, this command's too.
-                await asyncio.wait_for(self._moved.wait(), min(left, _CUT_QUIET_MS) / 1000)
-            except asyncio.TimeoutError:
-                await self._cut_frame()  # if it was cut, tx.error is set
+                if left < _TICK_MS:
+                    await sleep_ms(left)  # the last stretch, finer than the ticks
+                else:
+                    await self._waiter.wait()  # pyright: ignore[reportGeneralTypeIssues]  (what the module says, or the next tick)
             except MemoryError:
-                # No heap for the wait: the command is out, so its answer is still awaited,
-                # by looking every few milliseconds (sleep_ms allocates nothing).
+                # No heap for the wait (an Event.wait off MicroPython): the command is out,
+                # so its answer is still awaited, by looking every few milliseconds.
                 await sleep_ms(_POLL_MS)
 
     # --- parser sink --------------------------------------------------------
@@ -1054,6 +1066,18 @@ class Engine:
         a time: the status page sends them so, with no dict of them all to find room for."""
         yield from self.counters.items()
         yield from zip(P.ERROR_NAMES, self.parser.errors)
+
+
+async def _tick(moved):
+    """Set ``moved`` every ``_TICK_MS``, while the reader runs: a command that waits for
+    its answer then looks at its deadline, and for a frame cut short, even when the
+    module is silent. Its waits are plain Event waits, which allocate nothing
+    (``EventWaiter``): through ``asyncio.wait_for`` each made a task and a closure,
+    about 1 KB, two per SSEND, more than a third of what sending a file allocated.
+    Given the Event and not the engine, it keeps nothing alive once cancelled."""
+    while True:
+        await sleep_ms(_TICK_MS)
+        moved.set()
 
 
 def breaks_line(data):

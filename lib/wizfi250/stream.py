@@ -19,53 +19,10 @@ waits without allocating), so CircuitPython runs this too.
 """
 
 import asyncio
-import sys
 
-from .compat import const
+from .compat import EventWaiter, const
 from .engine import SSEND_MAX
 from .sockets import ECONNRESET
-
-# MicroPython's scheduler, which EventWaiter queues a task on; None elsewhere.
-_core = getattr(asyncio, "core", None) if sys.implementation.name == "micropython" else None
-
-
-class EventWaiter:
-    """``await waiter.wait()`` does ``await event.wait()``, on MicroPython without allocating.
-
-    MicroPython's ``Event.wait`` is a generator, a heap block per wait, and a
-    reader that keeps up with the wire waits about once per frame. This takes
-    the same steps (queue the task on the event, yield, end once ``set`` has
-    requeued it) with this one object, as asyncio's ``sleep_ms`` does. One
-    task waits on it at a time.
-    """
-
-    def __init__(self, event):
-        self.event = event
-        self._queued = False
-
-    def wait(self):
-        if _core is None:  # CPython, CircuitPython: Event.wait itself
-            return self.event.wait()
-        self._queued = False
-        return self
-
-    def __iter__(self):  # MicroPython awaits through __iter__, not __await__
-        return self
-
-    def __next__(self):
-        event = self.event
-        if self._queued or event.state:
-            _DONE.__traceback__ = None  # else each raise would lengthen it
-            raise _DONE
-        self._queued = True
-        task = _core.cur_task
-        event.waiting.push(task)
-        task.data = event.waiting  # where a cancel finds the task to take it off
-        return None
-
-
-_DONE = StopIteration()  # ends every wait; a wait has no value
-
 
 _QUEUE = const(512)  # bytes an output queue holds: a response's status line and headers, small pieces
 

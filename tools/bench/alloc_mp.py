@@ -1,12 +1,15 @@
-"""Heap bytes the driver allocates per received 1400-byte frame, under MicroPython.
+"""Heap bytes the driver allocates per received 1400-byte frame, and per 1400-byte
+SSEND of a file, under MicroPython.
 
 Run by tools/bench/run under the unix port (MICROPYPATH=.frozen:lib). A scripted
 UART hands the engine back-to-back frames for one TCP socket in 512-byte reads
 (through ``readinto_now``, as a UART with bytes waiting does);
 the application reads them with ``Stream.readinto`` into one buffer, as an
-application that cares about its heap would. The collector is off while the
-frames flow, so ``gc.mem_alloc()`` grows by exactly what was allocated.
-The scripted UART allocates nothing itself (its pieces are made beforehand).
+application that cares about its heap would. Sending, a scripted module answers
+each SSEND's line with its prompt and its payload with ``[OK]``, while a file goes
+out through ``Stream.send_from``, as the web server sends one. The collector is off
+while it runs, so ``gc.mem_alloc()`` grows by exactly what was allocated.
+The scripted UARTs allocate nothing themselves (their bytes are made beforehand).
 """
 
 import asyncio
@@ -20,6 +23,7 @@ PAYLOAD = 1400
 WARM = 20  # frames before measuring: pools, first-use attributes
 FRAMES = 200
 READ = 512
+SENDS = 100
 
 
 class ScriptedUART:
@@ -44,6 +48,45 @@ class ScriptedUART:
         pass
 
 
+class AnsweringUART(ScriptedUART):
+    """A module that takes every SSEND: a prompt for its line, ``[OK]`` for its payload."""
+
+    def __init__(self):
+        super().__init__([])
+        self.answer = None
+        self.prompts = {b"AT+SSEND=0,,,%d\r" % n: b"[0,,,%d]\r\n" % n for n in range(1, PAYLOAD + 1)}
+
+    def readinto_now(self, buf):
+        answer = self.answer
+        if answer is None:
+            return 0
+        self.answer = None
+        buf[: len(answer)] = answer
+        return len(answer)
+
+    async def readinto(self, buf):
+        while self.answer is None:
+            self.idle.clear()
+            await self.idle.wait()
+        return self.readinto_now(buf)
+
+    async def write(self, data):
+        self.answer = self.prompts.get(data, b"[OK]\r\n") if isinstance(data, bytes) else b"[OK]\r\n"
+        self.idle.set()
+
+
+class File:
+    """``n`` bytes to send, handed out as a file's ``readinto`` does."""
+
+    def __init__(self, n):
+        self.left = n
+
+    def readinto(self, buf):
+        n = min(len(buf), self.left)
+        self.left -= n
+        return n
+
+
 def pieces(frames):
     data = bytearray()
     body = bytes(range(256)) * 7
@@ -53,7 +96,25 @@ def pieces(frames):
     return [view[i : i + READ] for i in range(0, len(view), READ)]
 
 
-async def main():
+async def per_send():
+    uart = AnsweringUART()
+    engine = Engine(uart, rings=1)
+    stream = Stream(engine, engine._new_socket(0, TCP))
+    engine.start()
+    stream.write(b"HTTP/1.0 200 OK\r\n\r\n")  # headers, then the file, as a response goes
+    await stream.send_from(File(PAYLOAD * WARM))
+    gc.collect()
+    gc.disable()
+    before = gc.mem_alloc()
+    await stream.send_from(File(PAYLOAD * SENDS))
+    allocated = gc.mem_alloc() - before
+    gc.enable()
+    engine.stop()
+    print("sends               %d of %d bytes from a file, with send_from" % (SENDS, PAYLOAD))
+    print("alloc_bytes_per_tx_ssend %.1f" % (allocated / SENDS))
+
+
+async def per_frame():
     uart = ScriptedUART(pieces(WARM + FRAMES))
     engine = Engine(uart)
     sock = engine._new_socket(0, TCP)
@@ -77,4 +138,5 @@ async def main():
     print("alloc_bytes_per_rx_frame %.1f" % (allocated / FRAMES))
 
 
-asyncio.run(main())
+asyncio.run(per_frame())
+asyncio.run(per_send())
