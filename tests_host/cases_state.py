@@ -408,6 +408,22 @@ def test_no_heap_to_wait_for_an_ssend_prompt_never_leaves_the_module_waiting_for
     run(main())
 
 
+def test_a_command_that_finds_no_heap_as_it_lets_go_of_the_uart_leaves_it_to_the_next():
+    # ``async with`` on the engine's lock makes a coroutine of ``__aexit__`` on the way
+    # out: with no heap for it the lock stayed taken, and every command after waited
+    # for it for good (the firmware served nothing more).
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module)
+        module.replies[b"AT"] = b"[OK]\r\n"
+        with NoHeapFor("__aexit__", type(engine._lock), times=1):
+            eq(await engine.command(b"AT"), [])
+        eq(await asyncio.wait_for(engine.command(b"AT"), 2), [])
+        engine.stop()
+
+    run(main())
+
+
 def test_a_late_answer_to_a_timed_out_command_is_not_taken_by_the_next_ones():
     # The module answers one command at a time, so a command that outlasted its timeout
     # is answered later, ahead of the resync AT. That [OK] ended the AT, and the AT's own

@@ -87,6 +87,10 @@ class Engine:
         self._row = None  # a row of the listing in flight whose SSID may go on (see _air)
         self._reach = 0  # ... and how many of its SSID's 32 bytes it has taken
         self.pending = []
+        # One command at a time. Taken with acquire() and let go in a ``finally``, never with
+        # ``async with``: its exit makes a coroutine, and one that found no heap left the
+        # lock taken for good, and every later command waiting for it (seen with the heap
+        # locked under MicroPython 1.29).
         self._lock = asyncio.Lock()
         # Where ssend_from copies each chunk. A firmware (``rings``) makes it now: made at
         # its first send, on a heap fragmented by then, it failed at 160K (measured).
@@ -303,11 +307,14 @@ class Engine:
 
         ``whole(line)`` is for a command that lists what came over the air (WSCAN):
         True for a whole row. A row cut short by a line end goes on (see ``_air``)."""
-        async with self._lock:
+        await self._lock.acquire()
+        try:
             tx = _Transaction(cmd)
             tx.whole = whole
             await self._run(tx, timeout_ms)
             return tx.lines
+        finally:
+            self._lock.release()
 
     async def open_socket(self, kind, host="", port=0, local_port=0, timeout_ms=8000):
         """AT+SCON: a TCP client, a UDP socket or a TCP server. Returns its ``Socket``
@@ -317,7 +324,8 @@ class Engine:
         else:
             typ = b"TCN" if kind == TCP else (b"UCN" if host else b"USN")
             args = b"O,%s,%s,%s,%d,0" % (typ, host.encode(), (b"%d" % port) if port else b"", local_port)
-        async with self._lock:
+        await self._lock.acquire()
+        try:
             if kind == LISTENER:
                 sock = self.listener()
                 if sock is not None and sock.local_port == local_port:
@@ -352,6 +360,8 @@ class Engine:
             if port and sock.head is None:  # else its first frame named the peer, as the module spells it
                 sock.peer = (host, port)
             return sock
+        finally:
+            self._lock.release()
 
     async def close_socket(self, sock, timeout_ms=3000):
         """AT+SMGMT=sid, waiting for the module's [DISCONNECT n] too (either order).
@@ -370,7 +380,8 @@ class Engine:
             self.counters["discarded"] += len(ring)
             ring.clear()
             ring = ring.next
-        async with self._lock:
+        await self._lock.acquire()
+        try:
             try:
                 if self._resync:  # before the check: events come in while it runs
                     await self._settle()
@@ -390,6 +401,8 @@ class Engine:
                     self._resync = False  # [OK] came; only the DISCONNECT did not
             finally:
                 self._end_socket(sock, 0)
+        finally:
+            self._lock.release()
 
     async def resync_table(self):
         """Make the socket table match the module's own list (``AT+SMGMT=?``).
@@ -479,11 +492,14 @@ class Engine:
         for its turn: its id may already belong to a new connection, which
         must never receive another connection's bytes.
         """
-        async with self._lock:
+        await self._lock.acquire()
+        try:
             if self._resync:  # tested here: a coroutine per send otherwise
                 await self._settle()
             self._check_owner(sock)
             await self._ssend(sock, data, len(data), ip, port)
+        finally:
+            self._lock.release()
 
     async def ssend_from(self, sock, queue, n, source=None):
         """Send the first ``n`` bytes of the bytearray ``queue`` and remove them from it,
@@ -496,7 +512,8 @@ class Engine:
         streaming a file allocates nothing per chunk that could fragment the
         heap, and needs no buffer of its own for it, however many stream at once.
         """
-        async with self._lock:
+        await self._lock.acquire()
+        try:
             if self._resync:  # nothing taken yet: a failure here leaves the queue whole
                 await self._settle()
             self._check_owner(sock)  # before taking a byte of the queue
@@ -526,6 +543,8 @@ class Engine:
                     raise OSError(ENOBUFS, "no heap for the send")
                 raise
             return more
+        finally:
+            self._lock.release()
 
     def _check_owner(self, sock):
         """Raise unless ``sock`` still holds its id (the lock is held): a reused id
