@@ -250,7 +250,7 @@ class Stream:
                 try:
                     await self.engine.close_socket(sock)
                 except (OSError, MemoryError):
-                    pass  # already gone on the module, or no heap for the command: the peer's close ends it
+                    pass  # already gone on the module, or no heap once its SMGMT was out: ended
             sock.release()  # the ring goes back to its pool in any case
 
     async def aclose(self):
