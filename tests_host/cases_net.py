@@ -528,25 +528,43 @@ def test_a_close_whose_send_finds_no_heap_still_closes_and_keeps_its_queue():
     run(main())
 
 
+def test_a_dropped_socket_whose_close_finds_no_heap_is_still_closed_on_the_module():
+    # A socket dropped for stalling the UART: its close found no heap to begin (or before
+    # the SMGMT went out) and was given up, and the module kept the socket, and its peer.
+    async def main():
+        module = Module()
+        engine, _ = engine_with(module, socket_rx=32, stall_ms=50)
+        engine._new_socket(0, TCP)
+        module.replies[b"AT+SMGMT=0"] = b"[OK]\r\n\r\n[DISCONNECT 0]\r\n"
+        with NoHeapFor("close_socket", engine, times=1):
+            module.uart.emit(b"{0,10.0.0.1,80,100}" + b"s" * 100 + b"\r\n")
+            await asyncio.sleep(0.3)  # the stall limit, the close, a retry's wait, the close again
+        eq((module.commands, engine.table[0], engine.counters["overflow"]), ([b"AT+SMGMT=0"], None, 1))
+        engine.stop()
+
+    run(main())
+
+
 def test_a_close_that_finds_no_heap_before_its_command_is_tried_again_and_gives_back_the_ring():
-    # With no heap for a step of the SMGMT before its line went out ("write"), the socket
-    # was forgotten here but left open on the module: its peer waited for the rest of a
-    # response until it gave up. A starved close is now tried again a tick later.
-    for starve in ("_Transaction", "write"):
+    # With no heap to begin the close ("close_socket": its coroutine), or for a step of
+    # the SMGMT before its line went out ("write"), the socket was released, forgotten
+    # here but left open on the module: its browser waited for the rest of the response
+    # until it gave up (seen at a 160K heap). A starved close is now tried again.
+    for starve in ("close_socket", "_Transaction", "write"):
         async def main():
             module = Module()
             net, engine = net_with(module)
-            where = engine_module if starve == "_Transaction" else module.uart
+            where = {"close_socket": engine, "_Transaction": engine_module, "write": module.uart}[starve]
 
             async def handler(reader, writer):
                 await reader.readline()
-                with NoHeapFor(starve, where, times=1):  # no heap for the SMGMT, once
+                with NoHeapFor(starve, where, times=1):  # no heap for the close, once
                     await writer.aclose()
 
             server = await net.start_server(handler, 80)
             module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50000,16}GET / HTTP/1.0\n\r\n")
-            await asyncio.sleep(0.3)  # a tick, and the close again
-            eq((module.commands.count(b"AT+SMGMT=1"), engine.table[1]), (1, None))
+            await asyncio.sleep(0.3)  # a retry's wait, and the close again
+            eq((starve, module.commands.count(b"AT+SMGMT=1"), engine.table[1]), (starve, 1, None))
             eq(len(engine.rings), 1)  # back for the next connection, not lost with this one
             eq(server.active, 0)
             engine.stop()

@@ -34,7 +34,7 @@ _RESTART_MS = const(20000)  # ... and this long in all for the module to answer 
 _LEND_MS = const(10)  # a full socket unread this long while a command waits is lent a ring (see _lend)
 _LENT_MAX = const(8)  # ... up to this many
 _POLL_MS = const(5)  # how often a command's answer is looked for when there is no heap to wait for it
-_TICK_MS = const(100)  # how often a waiting command looks at its deadline (see _tick); a starved close retries
+_TICK_MS = const(100)  # how often a waiting command looks at its deadline (see _tick)
 _LINE_MAX = const(255)  # a command line's bytes the module keeps; it runs the line cut there (reference 1.2)
 
 EIO = 5
@@ -236,10 +236,16 @@ class Engine:
             self._end_socket(sock, ENOBUFS)  # no heap for the close: forgotten, as a last resort
 
     async def _close_dropped(self, sock):
-        try:
-            await self.close_socket(sock)
-        except (OSError, MemoryError):
-            pass  # a restart ended it anyway; or no heap once its SMGMT was out: ended
+        while True:
+            try:
+                await self.close_socket(sock)
+            except OSError:
+                pass  # a restart ended it anyway
+            except MemoryError:
+                if self.table[sock.sid] is sock:
+                    await sleep_ms(_TICK_MS)  # no heap before its SMGMT went out: again
+                    continue
+            return
 
     # --- commands -----------------------------------------------------------
 
@@ -374,10 +380,11 @@ class Engine:
         What arrives for it from now on is dropped: a full ring would hold the
         UART, and with it this very command's answer, until the stall limit.
 
-        With no heap for the close before its command goes out, the socket stays
-        open, and the close is tried again every ``_TICK_MS`` until it goes out or
-        the socket ends: forgotten here but open on the module, it would keep its
-        peer waiting for the rest of a response until the peer gave up.
+        With no heap for the close before its command goes out, ``MemoryError``
+        is raised and the socket stays open, in the table, for the caller to close
+        again (``Stream.wait_closed`` does until it can): forgotten here but open
+        on the module, it would keep its peer waiting for the rest of a response
+        until the peer gave up.
         """
         sock.closing = True
         ring = sock.rx
@@ -385,42 +392,35 @@ class Engine:
             self.counters["discarded"] += len(ring)
             ring.clear()
             ring = ring.next
-        while True:
+        await self._lock.acquire()
+        try:
             try:
-                await self._lock.acquire()
-                try:
-                    try:
-                        if self._resync:  # before the check: events come in while it runs
-                            await self._settle()
-                    except OSError:
-                        pass  # the close's own command finds out whether the module answers
-                    if self.table[sock.sid] is not sock:
-                        sock.ended(0)
-                        return
-                    tx = _Transaction(b"AT+SMGMT=%d" % sock.sid)
-                    tx.closing = sock.sid
-                    out = self.counters["commands"]  # _run counts the command as it goes out
-                    kept = False
-                    try:
-                        await self._run(tx, timeout_ms)
-                    except OSError as e:
-                        if tx.error is not None:
-                            raise  # a module reset: the caller must know
-                        if e.args[0] == ETIMEDOUT and tx.final == P.OK:
-                            self._resync = False  # [OK] came; only the DISCONNECT did not
-                    except MemoryError:
-                        kept = self.counters["commands"] == out  # nothing went out
-                        raise
-                    finally:
-                        if not kept:
-                            self._end_socket(sock, 0)
-                    return
-                finally:
-                    self._lock.release()
+                if self._resync:  # before the check: events come in while it runs
+                    await self._settle()
+            except OSError:
+                pass  # the close's own command finds out whether the module answers
+            if self.table[sock.sid] is not sock:
+                sock.ended(0)
+                return
+            tx = _Transaction(b"AT+SMGMT=%d" % sock.sid)
+            tx.closing = sock.sid
+            out = self.counters["commands"]  # _run counts the command as it goes out
+            kept = False
+            try:
+                await self._run(tx, timeout_ms)
+            except OSError as e:
+                if tx.error is not None:
+                    raise  # a module reset: the caller must know
+                if e.args[0] == ETIMEDOUT and tx.final == P.OK:
+                    self._resync = False  # [OK] came; only the DISCONNECT did not
             except MemoryError:
-                if self.table[sock.sid] is not sock:
-                    raise  # its SMGMT went out, or it ended anyway
-            await sleep_ms(_TICK_MS)
+                kept = self.counters["commands"] == out  # nothing went out
+                raise
+            finally:
+                if not kept:
+                    self._end_socket(sock, 0)
+        finally:
+            self._lock.release()
 
     async def resync_table(self):
         """Make the socket table match the module's own list (``AT+SMGMT=?``).

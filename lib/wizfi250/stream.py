@@ -20,10 +20,11 @@ waits without allocating), so CircuitPython runs this too.
 
 import asyncio
 
-from .compat import EventWaiter, const
+from .compat import EventWaiter, const, sleep_ms
 from .engine import SSEND_MAX
 from .sockets import ECONNRESET
 
+_RETRY_MS = const(100)  # how soon a close that found no heap is tried again
 _QUEUE = const(512)  # bytes an output queue holds: a response's status line and headers, small pieces
 
 
@@ -246,11 +247,20 @@ class Stream:
             if out is not None and self._pool is not None and self._flusher is None:
                 self._pool.append(out)  # no send of this stream can touch it now
                 self._out = None
-            if sock.open:
+            while sock.open:
                 try:
                     await self.engine.close_socket(sock)
-                except (OSError, MemoryError):
-                    pass  # already gone on the module, or no heap once its SMGMT was out: ended
+                except OSError:
+                    pass  # already gone on the module
+                except MemoryError:
+                    # No heap to begin the close, or before its command went out: the socket
+                    # is still ours, and open on the module. Released, the engine forgot it
+                    # while the module kept it, and its browser waited for the end of the
+                    # response until it gave up (seen at a 160K heap: 25 s).
+                    if self.engine.table[sock.sid] is sock:
+                        await sleep_ms(_RETRY_MS)
+                        continue
+                break
             sock.release()  # the ring goes back to its pool in any case
 
     async def aclose(self):
