@@ -53,12 +53,19 @@ class EventWaiter:
     twice per SSEND. This takes
     the same steps (queue the task on the event, yield, end once ``set`` has
     requeued it) with this one object, as asyncio's ``sleep_ms`` does. One
-    task waits on it at a time.
+    task waits on it at a time. ``set`` and ``clear`` are the event's, so
+    the waiter can stand for it.
     """
 
     def __init__(self, event):
         self.event = event
         self._queued = False
+
+    def set(self):
+        self.event.set()
+
+    def clear(self):
+        self.event.clear()
 
     def wait(self):
         if _core is None:  # CPython, CircuitPython: Event.wait itself

@@ -95,8 +95,9 @@ class Engine:
         # Where ssend_from copies each chunk. A firmware (``rings``) makes it now: made at
         # its first send, on a heap fragmented by then, it failed at 160K (measured).
         self._payload = memoryview(bytearray(SSEND_MAX)) if rings else None
-        self._moved = asyncio.Event()  # the open transaction made progress, or _tick came
-        self._waiter = EventWaiter(self._moved)  # the lock's holder waits on _moved through it
+        # The open transaction made progress, or _tick came. Only the lock's holder waits on
+        # it, so an EventWaiter serves: a wait allocates nothing.
+        self._moved = EventWaiter(asyncio.Event())
         # Spare receive rings: a new socket takes its ring from here, a released one gives
         # its rings back, and rings lent to a full socket (``_lend``) come back once read.
         # A firmware makes them up front (``rings``): on a busy, fragmented heap a 2 KB ring
@@ -661,7 +662,7 @@ class Engine:
                 self._absorbing = None
                 break
             self._moved.clear()
-            await self._waiter.wait()  # pyright: ignore[reportGeneralTypeIssues]  (at the latest, the next tick)
+            await self._moved.wait()  # pyright: ignore[reportGeneralTypeIssues]  (at the latest, the next tick)
         await self._run(_Transaction(b"AT"), 1000)
         await sleep_ms(_QUIET_MS)
 
@@ -696,7 +697,7 @@ class Engine:
                 if left < _TICK_MS:
                     await sleep_ms(left)  # the last stretch, finer than the ticks
                 else:
-                    await self._waiter.wait()  # pyright: ignore[reportGeneralTypeIssues]  (what the module says, or the next tick)
+                    await self._moved.wait()  # pyright: ignore[reportGeneralTypeIssues]  (what the module says, or the next tick)
             except MemoryError:
                 # No heap for the wait (an Event.wait off MicroPython): the command is out,
                 # so its answer is still awaited, by looking every few milliseconds.
