@@ -259,6 +259,35 @@ def test_a_waiting_connection_whose_request_fills_its_ring_is_refused_at_once():
     run(main())
 
 
+def test_a_connection_with_no_heap_to_wait_for_a_handler_is_refused_and_closed():
+    # Its wait for a handler's end (wait_for) found no heap: its task died there, before
+    # the try that closes the stream, and the module kept the connection open for good.
+    async def main():
+        module = Module()
+        net, engine = net_with(module, max_handlers=1)
+        release = asyncio.Event()
+
+        async def handler(reader, writer):
+            await reader.read(10)
+            await release.wait()
+            await writer.aclose()
+
+        await net.start_server(handler, 80)
+        module.uart.emit(b"\r\n[CONNECT 0]\r\n{0,10.0.0.4,50000,3}one\r\n")
+        await asyncio.sleep(0.05)
+        with NoHeapFor("wait_for", asyncio, times=1):
+            module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50001,3}two\r\n")
+            await asyncio.sleep(0.05)
+        # Closed on the module, its id free for the listener's next move.
+        eq((net.servers[0].refused, module.commands.count(b"AT+SMGMT=1")), (1, 1))
+        assert engine.table[1] is None or engine.table[1].kind == LISTENER
+        release.set()
+        await asyncio.sleep(0.05)
+        engine.stop()
+
+    run(main())
+
+
 def test_connection_beyond_max_handlers_waits_for_a_closing_handler_then_is_refused():
     async def main():
         module = Module()

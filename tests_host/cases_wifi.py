@@ -3,6 +3,7 @@
 import asyncio
 
 from fakeuart import Module, engine_with, eq, fails, run, settle
+from noheap import NoHeapFor
 from smgmt import listing
 from wizfi250 import parser as P
 from wizfi250.net import Net
@@ -376,6 +377,25 @@ def test_supervisor_restores_service_after_a_module_reset():
                              b"AT+SCON=O,TSN,,,80,0"])  # fmt: skip
         eq((engine.wifi["state"], engine.table[0].kind, engine.counters["resets"]), ("up", LISTENER, 2))  # with the start's
         eq(sup.recoveries, 2)  # the Link-Down before the banner is no restore of its own
+        task.cancel()
+        engine.stop()
+
+    run(main())
+
+
+def test_the_supervisor_outlives_a_wait_that_finds_no_heap():
+    # At a small heap its wait for news (asyncio.wait_for) found no heap once: the task
+    # died, and the board never rejoined or set the module up again after that.
+    async def main():
+        module = ok_module()
+        engine, _ = engine_with(module)
+        sup, task = await supervising(engine)
+        with NoHeapFor("wait_for", asyncio, times=1):
+            module.uart.emit(b"\r\n[Link-Down Event]\r\n")
+            await asyncio.sleep(0.1)  # rejoined, and back to a wait that finds no heap
+        module.uart.emit(b"\r\n[Link-Down Event]\r\n")
+        await asyncio.sleep(0.3)
+        eq((task.done(), sup.recoveries, engine.wifi["state"]), (False, 3, "up"))
         task.cancel()
         engine.stop()
 

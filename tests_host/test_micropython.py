@@ -31,7 +31,8 @@ SUPPORT = ("gen", "fakeuart", "fakenet", "noheap", "check", "smgmt", "mp_runner"
 # with its resync cases had come to 130K, and one case more failed others for heap, so the
 # resync cases have a module of their own. Needs, in 2 KB steps, on 2026-12-07: parser 66K,
 # engine 82, state 80, interleave 72, busio 66, transcript 74, wifi 110, net 110, resync 104;
-# that evening engine 84, state 88, net 116 (cases for the lock and for starved closes).
+# that evening engine 84, state 88, net 116, wifi 116 (cases for the lock, starved closes
+# and waits).
 # Here the driver's code is heap too (engine.mpy alone is 9.6 KB), where a board keeps it
 # in flash.
 HEAP = {"cases_parser": "68K", "cases_net": "128K", "cases_resync": "128K", "cases_wifi": "128K", "cases_interleave": "78K",

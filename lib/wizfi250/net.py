@@ -127,7 +127,14 @@ class Server:
             self._relistening = False
 
     async def _serve(self, stream):
-        if not await self._slot(stream.sock):
+        try:
+            slot = await self._slot(stream.sock)
+        except MemoryError:
+            # No heap even to wait for a handler (wait_for makes a task): refused like one
+            # that waited in vain. Let out, it ended this task before the close below, and
+            # the module kept the connection open for good.
+            slot = False
+        if not slot:
             self.refused += 1
             await stream.aclose()
             self._freed()

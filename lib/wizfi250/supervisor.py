@@ -18,8 +18,10 @@ could only spin.
 import asyncio
 
 from . import parser as P
-from .compat import ticks_diff, ticks_ms
+from .compat import const, sleep_ms, ticks_diff, ticks_ms
 from .engine import ECONNABORTED
+
+_RETRY_MS = const(100)  # how soon a wait that found no heap is made again
 
 
 class Supervisor:
@@ -56,6 +58,11 @@ class Supervisor:
                     await self._probe()
                 except MemoryError:
                     pass  # no heap for it now (downloads hold it): the next probe tries again
+                continue
+            except MemoryError:
+                # No heap for the wait itself (wait_for makes a task): look again soon. Let
+                # out, it ended this task, and nothing restored the module or rejoined after.
+                await sleep_ms(_RETRY_MS)
                 continue
             self._need.clear()
             await self._restore()
