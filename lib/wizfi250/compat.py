@@ -50,11 +50,10 @@ class EventWaiter:
 
     MicroPython's ``Event.wait`` is a generator, a heap block per wait: a
     reader that keeps up with the wire waits about once per frame, a command
-    twice per SSEND. This takes
-    the same steps (queue the task on the event, yield, end once ``set`` has
-    requeued it) with this one object, as asyncio's ``sleep_ms`` does. One
-    task waits on it at a time. ``set`` and ``clear`` are the event's, so
-    the waiter can stand for it.
+    twice per SSEND. This takes the same steps (queue the task on the event,
+    yield, end once ``set`` has requeued it) with this one object, as
+    asyncio's ``sleep_ms`` does. One task waits on it at a time. ``set`` and
+    ``clear`` are the event's, so the waiter can stand for it.
     """
 
     def __init__(self, event):
