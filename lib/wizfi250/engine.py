@@ -657,8 +657,7 @@ class Engine:
         self._resync = False
         while self._absorbing is not None:
             # Not even the AT goes out: it would reach the peer as payload.
-            left = ticks_diff(self._absorbing, ticks_ms())
-            if left <= 0:
+            if ticks_diff(self._absorbing, ticks_ms()) <= 0:
                 self._absorbing = None
                 break
             self._moved.clear()

@@ -48,11 +48,11 @@ class ScriptedUART:
         pass
 
 
-class AnsweringUART(ScriptedUART):
+class AnsweringUART:
     """A module that takes every SSEND: a prompt for its line, ``[OK]`` for its payload."""
 
     def __init__(self):
-        super().__init__([])
+        self.idle = asyncio.Event()
         self.answer = None
         self.prompts = {b"AT+SSEND=0,,,%d\r" % n: b"[0,,,%d]\r\n" % n for n in range(1, PAYLOAD + 1)}
 
