@@ -530,6 +530,11 @@ class Engine:
         copied into one buffer the engine keeps for every send: a stream
         streaming a file allocates nothing per chunk that could fragment the
         heap, and needs no buffer of its own for it, however many stream at once.
+
+        A ``MemoryError`` means nothing was taken: the queue is as it was, and
+        ``source`` is back where it was (``seek``), so the caller may try again
+        once the heap has room. Bytes lost to a send that may have gone out
+        raise ``OSError(ENOBUFS)``, and every later send of ``sock`` fails.
         """
         await self._lock.acquire()
         try:
@@ -545,9 +550,9 @@ class Engine:
             if payload is None:
                 payload = self._payload = memoryview(bytearray(SSEND_MAX))
             if n:
-                payload[:n] = memoryview(queue)[:n]  # no heap for this view: nothing taken yet
-                queue[:n] = b""
+                payload[:n] = memoryview(queue)[:n]  # copied: the queue loses them once they are out
             more = 0
+            commands = self.counters["commands"]  # _run counts the command just before it goes out
             try:
                 if source is not None:
                     more = source.readinto(payload[n:]) or 0
@@ -557,10 +562,13 @@ class Engine:
                 sock.send_error = e.args[0] if e.args else EIO
                 raise
             except MemoryError:
-                if n or more:  # taken from the queue or the source, maybe sent: no retry may follow
-                    sock.send_error = ENOBUFS
-                    raise OSError(ENOBUFS, "no heap for the send")
-                raise
+                if self.counters["commands"] == commands and _unread(source, more):
+                    raise  # nothing went out and nothing is lost: worth another try
+                sock.send_error = ENOBUFS
+                raise OSError(ENOBUFS, "no heap for the send")
+            finally:
+                if sock.send_error or self.counters["commands"] != commands:
+                    queue[:n] = b""  # sent, or lost with the stream
             return more
         finally:
             self._lock.release()
@@ -1122,6 +1130,16 @@ def breaks_line(data):
     runs a line cut at 255 bytes or at a NUL, drops an LF, edits at a BS, and runs what
     follows a CR as a command of its own (reference 1.2)."""
     return len(data) > _LINE_MAX or b"\r" in data or b"\n" in data or b"\b" in data or b"\0" in data
+
+
+def _unread(source, n):
+    """Put ``n`` bytes read from ``source`` back (``seek``); False if it cannot go back."""
+    if n:
+        try:
+            source.seek(-n, 1)
+        except Exception:  # no seek (or no heap for it): those bytes are gone
+            return False
+    return True
 
 
 def _errno(tx):

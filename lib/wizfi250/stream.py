@@ -24,7 +24,8 @@ from .compat import EventWaiter, const, sleep_ms
 from .engine import SSEND_MAX
 from .sockets import ECONNRESET
 
-_RETRY_MS = const(100)  # how soon a close that found no heap is tried again
+_RETRY_MS = const(100)  # how soon a close or a send that found no heap is tried again
+_SEND_TRIES = const(30)  # a send that finds no heap for 3 s fails
 _QUEUE = const(512)  # bytes an output queue holds: a response's status line and headers, small pieces
 
 
@@ -54,6 +55,11 @@ class _Bytes:
         buf[:n] = self.data[pos : pos + n]
         self.pos = pos + n
         return n
+
+    def seek(self, offset, whence=0):
+        """As a file's: the engine puts back what a send that found no heap had read."""
+        self.pos = offset + (self.pos if whence == 1 else 0)
+        return self.pos
 
 
 class Stream:
@@ -180,10 +186,21 @@ class Stream:
     async def _send(self, n, source=None):
         """One SSEND. After a failed one (``sock.send_error``, kept by the engine under
         its lock) every send fails: its bytes are gone, and what is written after them
-        must not reach the peer as if it followed them."""
-        if not self.sock.open:
-            raise OSError(ECONNRESET)
-        return await self.engine.ssend_from(self.sock, self._out, n, source)
+        must not reach the peer as if it followed them.
+
+        A send that found no heap took nothing (the engine says so with a
+        ``MemoryError``), so it is tried again for a while: other handlers end and
+        free theirs. Failed at once, it cut the download short (seen at a 160K heap)."""
+        tries = _SEND_TRIES
+        while self.sock.open:
+            try:
+                return await self.engine.ssend_from(self.sock, self._out, n, source)
+            except MemoryError:
+                tries -= 1
+                if not tries:
+                    raise
+            await sleep_ms(_RETRY_MS)
+        raise OSError(ECONNRESET)
 
     async def send_from(self, source):
         """Send what is queued, then everything ``source.readinto`` gives until it
