@@ -260,8 +260,9 @@ def test_a_waiting_connection_whose_request_fills_its_ring_is_refused_at_once():
 
 
 def test_a_connection_with_no_heap_to_wait_for_a_handler_is_refused_and_closed():
-    # Its wait for a handler's end (wait_for) found no heap: its task died there, before
-    # the try that closes the stream, and the module kept the connection open for good.
+    # Its wait for a handler's end found no heap (it was a wait_for, a task): its task
+    # died there, before the try that closes the stream, and the module kept the
+    # connection open for good.
     async def main():
         module = Module()
         net, engine = net_with(module, max_handlers=1)
@@ -275,7 +276,7 @@ def test_a_connection_with_no_heap_to_wait_for_a_handler_is_refused_and_closed()
         await net.start_server(handler, 80)
         module.uart.emit(b"\r\n[CONNECT 0]\r\n{0,10.0.0.4,50000,3}one\r\n")
         await asyncio.sleep(0.05)
-        with NoHeapFor("wait_for", asyncio, times=1):
+        with NoHeapFor("_slot", net.servers[0], times=1):
             module.uart.emit(b"\r\n[CONNECT 1]\r\n{1,10.0.0.4,50001,3}two\r\n")
             await asyncio.sleep(0.05)
         # Closed on the module, its id free for the listener's next move.

@@ -13,6 +13,13 @@ class Chunks:
 
     def __init__(self, *chunks):
         self.chunks = list(chunks)
+        self.limits = []  # what deadline() was given, in order
+
+    def deadline(self, ms):
+        self.limits.append(ms)
+
+    async def discard(self):
+        self.chunks = []
 
     async def read(self, n=-1):
         if n < 0:  # to EOF, as wizfi250.stream.Stream.read()
@@ -63,6 +70,16 @@ class Starved(Chunks):
         return await super().read(n)
 
 
+class Silent(Chunks):
+    """A client that opened the connection and sends nothing: a read past the deadline
+    raises, as a Stream's does."""
+
+    async def read(self, n=-1):
+        if self.limits[-1] is not None:
+            raise asyncio.TimeoutError
+        return await super().read(n)
+
+
 class Writer:
     def __init__(self):
         self.sent = b""
@@ -90,6 +107,12 @@ def test_a_head_that_finds_no_heap_is_answered_503_not_closed_in_silence():
     # Seen at six downloads' heap edge: the handler died, and the browser got nothing.
     sent, busy = answer(Starved(b"GET / HTTP/1.0\r\n\r\n"))
     assert sent.startswith(b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\n") and busy == 1
+
+
+def test_a_head_that_misses_its_deadline_is_answered_408_and_the_deadline_ends_with_the_head():
+    stream = Silent()
+    sent, _ = answer(stream)
+    assert sent.startswith(b"HTTP/1.0 408 ") and stream.limits == [1000, None]
 
 
 def test_a_declared_body_over_the_limit_is_refused_whatever_the_case_of_its_header():

@@ -140,7 +140,7 @@ class Engine:
         held = 0  # where the parser stood then: an app that reads, however slowly, is no stall
         ticker = None
         try:
-            ticker = asyncio.create_task(_tick(self._moved))
+            ticker = asyncio.create_task(_tick(self._moved, self.table))
             while True:
                 if parser.parse():  # lines and frames whose handling finds no heap are lost there, not here
                     since = None
@@ -562,8 +562,14 @@ class Engine:
                 sock.send_error = e.args[0] if e.args else EIO
                 raise
             except MemoryError:
-                if self.counters["commands"] == commands and _unread(source, more):
-                    raise  # nothing went out and nothing is lost: worth another try
+                kept = self.counters["commands"] == commands  # nothing went out
+                if kept and more:
+                    try:
+                        source.seek(-more, 1)  # what was read goes back
+                    except Exception:  # no seek (or no heap for it): those bytes are gone
+                        kept = False
+                if kept:
+                    raise  # nothing is lost: worth another try
                 sock.send_error = ENOBUFS
                 raise OSError(ENOBUFS, "no heap for the send")
             finally:
@@ -1113,16 +1119,20 @@ class Engine:
         yield from zip(P.ERROR_NAMES, self.parser.errors)
 
 
-async def _tick(moved):
+async def _tick(moved, table):
     """Set ``moved`` every ``_TICK_MS``, while the reader runs: a command that waits for
     its answer then looks at its deadline, and for a frame cut short, even when the
-    module is silent. Its waits are plain Event waits, which allocate nothing
+    module is silent. So does a socket's waiting reader while it has a deadline
+    (``Stream.deadline``). Their waits are plain Event waits, which allocate nothing
     (``EventWaiter``): through ``asyncio.wait_for`` each made a task and a closure,
     about 1 KB, two per SSEND, more than a third of what sending a file allocated.
-    Given the Event and not the engine, it keeps nothing alive once cancelled."""
+    Given the Event and the table, not the engine, it keeps nothing alive once cancelled."""
     while True:
         await sleep_ms(_TICK_MS)
         moved.set()
+        for sock in table:
+            if sock is not None and sock.deadline is not None:
+                sock.changed.set()
 
 
 def breaks_line(data):
@@ -1130,16 +1140,6 @@ def breaks_line(data):
     runs a line cut at 255 bytes or at a NUL, drops an LF, edits at a BS, and runs what
     follows a CR as a command of its own (reference 1.2)."""
     return len(data) > _LINE_MAX or b"\r" in data or b"\n" in data or b"\b" in data or b"\0" in data
-
-
-def _unread(source, n):
-    """Put ``n`` bytes read from ``source`` back (``seek``); False if it cannot go back."""
-    if n:
-        try:
-            source.seek(-n, 1)
-        except Exception:  # no seek (or no heap for it): those bytes are gone
-            return False
-    return True
 
 
 def _errno(tx):

@@ -9,7 +9,7 @@ server is known by its port, never by an id.
 
 import asyncio
 
-from .compat import text, ticks_add, ticks_diff, ticks_ms
+from .compat import text, ticks_diff, ticks_ms
 from .engine import ETIMEDOUT
 from .sockets import LISTENER, TCP, UDP
 from .stream import Stream, new_queue
@@ -69,7 +69,7 @@ class Server:
         self.refused += 1
         self.net.engine.drop(sock)
 
-    async def _slot(self, sock):
+    async def _slot(self, stream):
         """True once a handler slot is free, False if none frees up within SLOT_WAIT_MS.
 
         A browser opens its next connection as soon as it has read a response,
@@ -83,20 +83,21 @@ class Server:
         and with it the [OK]s the busy handlers need to finish, so no slot could
         free up, and the whole server would stand still until the wait ran out.
         """
-        deadline = ticks_add(ticks_ms(), SLOT_WAIT_MS)
-        while self.active >= self.max_handlers:
-            left = ticks_diff(deadline, ticks_ms())
-            if left <= 0 or (sock.rx is not None and not sock.rx.free()):
-                return False
-            sock.changed.clear()  # set by its data, its end, or a handler's end
-            self._waiting.append(sock)
-            try:
-                await asyncio.wait_for(sock.changed.wait(), left / 1000)
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                self._waiting.remove(sock)
-        return True
+        sock = stream.sock
+        stream.deadline(SLOT_WAIT_MS)  # the engine's tick wakes the wait to look at it
+        try:
+            while self.active >= self.max_handlers:
+                if ticks_diff(sock.deadline, ticks_ms()) <= 0 or (sock.rx is not None and not sock.rx.free()):
+                    return False
+                sock.changed.clear()  # set by its data, its end, a handler's end, or the tick
+                self._waiting.append(sock)
+                try:
+                    await stream._changed.wait()  # pyright: ignore[reportGeneralTypeIssues]  (MicroPython awaits __iter__)
+                finally:
+                    self._waiting.remove(sock)
+            return True
+        finally:
+            stream.deadline(None)
 
     def _relisten_soon(self):
         """Put a listener back now rather than on the module's next tick.
@@ -128,9 +129,9 @@ class Server:
 
     async def _serve(self, stream):
         try:
-            slot = await self._slot(stream.sock)
+            slot = await self._slot(stream)
         except MemoryError:
-            # No heap even to wait for a handler (wait_for makes a task): refused like one
+            # No heap even to wait for a handler (for its coroutine): refused like one
             # that waited in vain. Let out, it ended this task before the close below, and
             # the module kept the connection open for good.
             slot = False
@@ -179,13 +180,16 @@ class Server:
             self._relisten_soon()
 
     async def _first_byte(self, stream):
+        stream.deadline(self.idle_ms)
         try:
-            await asyncio.wait_for(stream._fill(), self.idle_ms / 1000)
+            await stream._fill()
             return True
         except asyncio.TimeoutError:
             self.net.counters["idle_closed"] += 1
             await stream.aclose()
             return False
+        finally:
+            stream.deadline(None)
 
     async def reopen(self):
         await self.net.engine.open_socket(LISTENER, local_port=self.port)

@@ -43,6 +43,9 @@ class Socket:
         self.send_error = 0  # errno of a stream send that lost bytes: no later one may go out
         self.closing = False  # the application is closing it: incoming payload is dropped
         self.changed = asyncio.Event()  # set when data arrives or the socket ends
+        # ticks_ms by which a wait for its data gives up (Stream.deadline), or None. The
+        # engine's tick sets ``changed`` while there is one, so the wait looks at it.
+        self.deadline = None
         # UDP only: (length, ip, port) for each datagram still in ``rx``.
         self.datagrams = [] if kind == UDP else None
 

@@ -20,7 +20,7 @@ waits without allocating), so CircuitPython runs this too.
 
 import asyncio
 
-from .compat import EventWaiter, const, sleep_ms
+from .compat import EventWaiter, const, sleep_ms, ticks_add, ticks_diff, ticks_ms
 from .engine import SSEND_MAX
 from .sockets import ECONNRESET
 
@@ -56,9 +56,9 @@ class _Bytes:
         self.pos = pos + n
         return n
 
-    def seek(self, offset, whence=0):
+    def seek(self, n, whence=0):
         """As a file's: the engine puts back what a send that found no heap had read."""
-        self.pos = offset + (self.pos if whence == 1 else 0)
+        self.pos = n + (self.pos if whence == 1 else 0)
         return self.pos
 
 
@@ -87,7 +87,27 @@ class Stream:
             return False
         if sock.error:
             raise OSError(sock.error)
+        if sock.open and sock.deadline is not None and ticks_diff(ticks_ms(), sock.deadline) >= 0:
+            raise asyncio.TimeoutError
         return sock.open
+
+    def deadline(self, ms):
+        """Once ``ms`` have passed, a read that finds nothing to read raises
+        ``asyncio.TimeoutError`` (within the engine's tick, 100 ms); ``None``: reads wait
+        as long as it takes. How the server bounds a slow client without
+        ``asyncio.wait_for``: a task and a closure (about 1 KB) per request, and a
+        read that went on alone when the heap had no room for the wait around it."""
+        self.sock.deadline = None if ms is None else ticks_add(ticks_ms(), ms)
+
+    async def discard(self):
+        """Read and drop everything until the stream ends, however it ends, allocating
+        nothing: a refused client may still be sending, and its unread frames would fill
+        the socket's ring and hold the UART, with the SSEND of the refusal behind them."""
+        try:
+            while await self._fill():
+                self.sock.rx.clear()
+        except OSError:
+            pass
 
     async def _fill(self):
         """Wait until there are bytes to read or the socket has ended."""

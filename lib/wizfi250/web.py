@@ -172,19 +172,6 @@ class HeadReader:
                 return False
             self.buf = buf + chunk if buf else chunk
 
-    async def discard(self):
-        """Read and drop everything until the socket is released.
-
-        A client still sending must be read while the refusal goes out: its
-        unread frames would fill the socket's ring and hold the UART, and
-        with it the SSEND that carries the answer.
-        """
-        try:
-            while await self.stream.read(1024):
-                pass
-        except OSError:
-            pass  # released: the close is done
-
     def rewind(self):
         """Hand the head over again from its start; False once the stream was read past it."""
         if self.head is None:
@@ -268,9 +255,10 @@ def http_handler(app, head_ms):
 
     async def handle(stream, writer):
         reader = HeadReader(stream)
+        stream.deadline(head_ms)
         try:
             # 0: the client closed before its head ended, and nobody is left to answer.
-            status = 200 if await asyncio.wait_for(reader.read_head(), head_ms / 1000) else 0
+            status = 200 if await reader.read_head() else 0
         except HeadTooLarge as e:
             status = e.args[0]
         except asyncio.TimeoutError:
@@ -280,13 +268,14 @@ def http_handler(app, head_ms):
             # where the connection used to close unanswered (seen at six downloads' edge).
             app.counters["busy"] += 1
             status = 503
+        stream.deadline(None)  # the body and the answer take what they take
         if status == 200:
             connection = Connection(writer)
             if await handle_request(app, reader, connection):
                 await connection.send_body()
                 return
             status = 503
-        discard = asyncio.create_task(reader.discard())
+        discard = asyncio.create_task(stream.discard())
         try:
             if status:
                 retry = b"Retry-After: 1\r\n" if status == 503 else b""
