@@ -243,14 +243,14 @@ async def bring_up(config, transport):
     return engine, net, wifi, supervisor
 
 
-async def _outcome(awaitable):
-    """The OSError ``awaitable`` ends in, returned, not raised. A task that ends in one
+async def _outcome(coro):
+    """The OSError ``coro`` ends in, returned, not raised. A task that ends in one
     nobody is awaiting at that moment makes MicroPython print "Task exception wasn't
     retrieved" and a traceback, here above the one line that says why the firmware stops
     (the reader's UART error, and the supervisor's ECONNABORTED that follows it).
     Anything else is a bug and is raised, traceback and all."""
     try:
-        await awaitable
+        await coro
     except OSError as e:
         return e
 

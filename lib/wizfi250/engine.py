@@ -679,14 +679,15 @@ class Engine:
         await self._run(_Transaction(b"AT"), 1000)
         await sleep_ms(_QUIET_MS)
 
-    async def _wait(self, tx, timeout_ms, for_prompt=False):
+    async def _wait(self, tx, timeout_ms, prompt=False):
+        """Until ``tx`` ends (with ``prompt``, until the module asks for its payload)."""
         deadline = ticks_add(ticks_ms(), timeout_ms)
         while True:
             if tx.error is not None:
                 raise tx.error
             if tx.final >= 0 and (tx.claimed or tx.final != P.OK or (not tx.claim and tx.closing < 0)):
                 return
-            if for_prompt and tx.prompt is True:
+            if prompt and tx.prompt is True:
                 return
             now = ticks_ms()
             left = ticks_diff(deadline, now)
