@@ -368,6 +368,30 @@ def test_the_reader_outlives_a_full_heap():
     run(main())
 
 
+def test_a_connection_whose_request_found_no_heap_is_closed_once_there_is_heap():
+    """Seen at a 152K heap: a [CONNECT n] and its request's frame both found no heap for a
+    Socket. The frame was dropped, the module kept the connection, and its client waited
+    30 s for an answer nobody would send. One whose client gives up first is let be."""
+
+    async def main():
+        module = Module()
+        engine, events = engine_with(module, rings=2)
+        module.replies[b"AT+SMGMT=3"] = b"[OK]\r\n\r\n[DISCONNECT 3]\r\n"
+        with NoHeapFor("Socket"):
+            module.uart.emit(b"\r\n[CONNECT 3]\r\n{3,10.0.0.2,5000,2}hi\r\n\r\n[CONNECT 4]\r\n{4,10.0.0.2,5001,2}ho\r\n")
+            await asyncio.sleep(0.25)  # ticks pass, and find no heap to close them with
+            eq((module.commands, engine.table[3], engine._orphans), ([], None, 0b11000))
+            module.uart.emit(b"\r\n[DISCONNECT 4]\r\n")  # 4's client gives up
+            await settle()
+        await asyncio.sleep(0.25)  # heap again: the next tick closes 3
+        counts = dict(engine.counts())
+        eq((module.commands, engine.table[3], engine._orphans, events), ([b"AT+SMGMT=3"], None, 0, []))
+        eq((counts["stray"], counts["no_memory"]), (0, 4))
+        engine.stop()
+
+    run(main())
+
+
 def test_a_connection_with_no_heap_for_its_socket_gets_the_heap_of_a_spare_ring():
     # The spare ring went with the failed Socket, and the connection was lost, or
     # adopted from its first frame if that found heap: in soaks at 128K, one request

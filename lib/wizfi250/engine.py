@@ -109,6 +109,7 @@ class Engine:
         self._absorbing = None  # the deadline, in ticks_ms
         self._frames_at = 0  # frames received when the command on the wire was sent
         self._touched = None  # during resync_table: the ids whose state changed meanwhile
+        self._orphans = 0  # bit sid: a connection open on the module that found no heap here
         self._echo_off = False  # init turned echo off: an echo now means the module restarted
         # From a module restart until init() has set it up again, only init speaks (see _run).
         self.restarting = False
@@ -140,7 +141,7 @@ class Engine:
         held = 0  # where the parser stood then: an app that reads, however slowly, is no stall
         ticker = None
         try:
-            ticker = asyncio.create_task(_tick(self._moved, self.table))
+            ticker = asyncio.create_task(_tick(self))
             while True:
                 if parser.parse():  # lines and frames whose handling finds no heap are lost there, not here
                     since = None
@@ -843,7 +844,14 @@ class Engine:
             if self._touched is not None:
                 self._touched.append(sid + 8)  # data came: see resync_table
             self.counters["adopted"] += 1
-            sock = self._new_socket(sid, ACCEPTED, self.server_port)
+            try:
+                sock = self._new_socket(sid, ACCEPTED, self.server_port)
+            except MemoryError:
+                # This frame is lost (its [CONNECT n] was too, or it would be adopted
+                # already): its client would wait for an answer until it gave up (seen at
+                # a 152K heap: 30 s). An orphan, which the tick closes once there is heap.
+                self._orphans |= 1 << sid
+                raise
             self._deliver(P.CONNECT, sid, sock)
         if sock.datagrams is None:
             # Its first frame names its peer, as the module spells it (a client's host may
@@ -919,7 +927,10 @@ class Engine:
             return
         if kind == P.DISCONNECT:
             if sock is None:
-                self.counters["stray"] += 1  # one we never knew, left: its row is stale
+                if self._orphans >> sid & 1:
+                    self._orphans &= ~(1 << sid)  # its client gave up: nothing left to close
+                else:
+                    self.counters["stray"] += 1  # one we never knew, left: its row is stale
                 return
             self._end_socket(sock, 0)
         else:
@@ -1006,6 +1017,7 @@ class Engine:
         send nothing more until init() has set it up again."""
         self.counters["resets"] += 1
         self.restarting = True
+        self._orphans = 0  # the restart closed them
         self._absorbing = None  # a restarted module reads commands
         self._echo_off = False
         self.wifi["state"] = "down"
@@ -1054,6 +1066,7 @@ class Engine:
             sock.closing = True  # input dropped; a read fails, and the close still reaches the module
             sock.error = ENOBUFS
         self.table[sid] = sock
+        self._orphans &= ~(1 << sid)  # a socket stands for the id now
         return sock
 
     def _end_socket(self, sock, errno):
@@ -1120,20 +1133,31 @@ class Engine:
         yield from zip(P.ERROR_NAMES, self.parser.errors)
 
 
-async def _tick(moved, table):
-    """Set ``moved`` every ``_TICK_MS``, while the reader runs: a command that waits for
-    its answer then looks at its deadline, and for a frame cut short, even when the
+async def _tick(engine):
+    """Set ``engine._moved`` every ``_TICK_MS``, while the reader runs: a command that waits
+    for its answer then looks at its deadline, and for a frame cut short, even when the
     module is silent. So does a socket's waiting reader while it has a deadline
     (``Stream.deadline``). Their waits are plain Event waits, which allocate nothing
     (``EventWaiter``): through ``asyncio.wait_for`` each made a task and a closure,
     about 1 KB, two per SSEND, more than a third of what sending a file allocated.
-    Given the Event and the table, not the engine, it keeps nothing alive once cancelled."""
+    And the orphans (``Engine._new_socket``) are closed here once there is heap: the
+    reader cannot wait for it, and nothing else may run until there is."""
+    table = engine.table
     while True:
         await sleep_ms(_TICK_MS)
-        moved.set()
+        engine._moved.set()
         for sock in table:
             if sock is not None and sock.deadline is not None:
                 sock.changed.set()
+        for sid in range(8):
+            if engine._orphans >> sid & 1:
+                try:
+                    sock = engine._new_socket(sid, ACCEPTED, engine.server_port)
+                except MemoryError:
+                    break  # no heap yet: the next tick
+                engine.drop(sock)
+                if table[sid] is not sock:
+                    engine._orphans |= 1 << sid  # no heap for its close either: forgotten, so again
 
 
 def breaks_line(data):
