@@ -119,10 +119,7 @@ HEAD_ERRORS = {
     408: b"Request Timeout", 413: b"Content Too Large", 414: b"URI Too Long", 431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }  # fmt: skip
-# How long a request may wait for the heap to make its Request: a browser waits, and the
-# downloads holding the heap end (at a 160K heap, 2 s answered 503 while four 73 KB
-# downloads ahead took 5 s at 921600; 8 s served 6 runs of 6).
-REQUEST_WAIT_MS = 8000
+REQUEST_WAIT_MS = 2000  # how long a request may wait for the heap to make its Request
 
 
 class HeadTooLarge(Exception):
