@@ -1140,8 +1140,8 @@ async def _tick(engine):
     (``Stream.deadline``). Their waits are plain Event waits, which allocate nothing
     (``EventWaiter``): through ``asyncio.wait_for`` each made a task and a closure,
     about 1 KB, two per SSEND, more than a third of what sending a file allocated.
-    And the orphans (``Engine._new_socket``) are closed here once there is heap: the
-    reader cannot wait for it, and nothing else may run until there is."""
+    And the orphans (``Engine.frame``) are closed here once there is heap: the reader,
+    which finds them, must never wait for heap."""
     table = engine.table
     while True:
         await sleep_ms(_TICK_MS)
@@ -1149,7 +1149,9 @@ async def _tick(engine):
         for sock in table:
             if sock is not None and sock.deadline is not None:
                 sock.changed.set()
-        for sid in range(8):
+        if not engine._orphans:
+            continue
+        for sid in range(8):  # each orphan: a socket made for it and dropped, while there is heap
             if engine._orphans >> sid & 1:
                 try:
                     sock = engine._new_socket(sid, ACCEPTED, engine.server_port)
