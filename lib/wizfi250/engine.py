@@ -406,7 +406,7 @@ class Engine:
                 return
             tx = _Transaction(b"AT+SMGMT=%d" % sock.sid)
             tx.closing = sock.sid
-            out = self.counters["commands"]  # _run counts the command as it goes out
+            commands = self.counters["commands"]  # _run counts the command just before it goes out
             kept = False
             try:
                 await self._run(tx, timeout_ms)
@@ -416,7 +416,7 @@ class Engine:
                 if e.args[0] == ETIMEDOUT and tx.final == P.OK:
                     self._resync = False  # [OK] came; only the DISCONNECT did not
             except MemoryError:
-                kept = self.counters["commands"] == out  # nothing went out
+                kept = self.counters["commands"] == commands  # nothing went out
                 raise
             finally:
                 if not kept:
